@@ -1,0 +1,1 @@
+"""Everything that touches Stable-Baselines3 (installed as ``simtoreal.agents``)."""

@@ -1,0 +1,1 @@
+"""The grid worlds and their two views (installed as ``simtoreal.envs``)."""

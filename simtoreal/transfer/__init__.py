@@ -1,0 +1,1 @@
+"""Sim-to-real transfer: paired data, adapter training, evaluation, fine-tuning, baselines."""
