@@ -332,7 +332,7 @@ def _draw_tiles(c: int, pal: dict, gen: np.random.Generator) -> np.ndarray:
         lambda t, col: cv2.circle(t, centre, radius // 2, col, -1),
         lambda t, col: cv2.circle(t, centre, radius, col, up),
     ]
-    shapes += [with_shape(col, d) for col, d in zip(distractors, draws)]
+    shapes += [with_shape(col, d) for col, d in zip(distractors, draws, strict=True)]
     tiles = [floor, *shapes, np.full((big, big, 3), pal["border"], np.float32)]
     return np.stack([cv2.resize(t, (c, c), interpolation=cv2.INTER_AREA) for t in tiles])
 
