@@ -6,7 +6,7 @@ The single env, the Gymnasium vector env and the Stable-Baselines3 VecEnv are th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from gymnasium import spaces
@@ -101,7 +101,7 @@ class GridWorldBatch:
             idx = np.flatnonzero(done)
             final_obs = _take(obs, idx)
             self.state = world.reset(self.params, self.state, done)
-            _put(obs, idx, _take(self._observe(done), idx))
+            _put(obs, idx, self._observe_rows(idx))
         return obs, reward, terminated, truncated, final_obs
 
     def state_obs(self) -> np.ndarray:
@@ -119,6 +119,20 @@ class GridWorldBatch:
         if self.view.view == "image":
             return self.image_obs()
         return {"state": self.state_obs(), "image": self.image_obs()}
+
+    def _observe_rows(self, idx: np.ndarray):
+        """Observation of envs ``idx`` alone, which just reset: their frame stacks restart."""
+        rows = WorldState(**{f.name: getattr(self.state, f.name)[idx] for f in fields(WorldState)})
+        image = None
+        if self.renderer is not None:
+            image = self.renderer.render(rows)
+            if self.view.frame_stack > 1:
+                image = np.concatenate([image] * self.view.frame_stack, axis=-1)
+                self._stack[idx] = image
+        if self.view.view == "image":
+            return image
+        state = world.state_view(self.params, rows)
+        return state if self.view.view == "state" else {"state": state, "image": image}
 
     def _update_stack(self, mask: np.ndarray | None, new_frame: bool) -> None:
         """Shift in the newest frame; envs that just reset repeat their first frame k times."""

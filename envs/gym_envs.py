@@ -42,7 +42,7 @@ class GridWorldEnv(gym.Env):
 
     def step(self, action):
         obs, reward, terminated, truncated, _ = self._batch.step(
-            np.asarray(action).reshape(1), autoreset=False
+            np.asarray(action).reshape(-1), autoreset=False
         )
         return (
             index_obs(obs, 0),

@@ -24,6 +24,7 @@ class GridWorldVecEnv(VecEnv):
         self.env_kwargs = dict(kwargs)
         self.params, self.view_config = split_kwargs(kwargs)
         obs_space, action_space = spaces_for(self.params, self.view_config)
+        self.render_mode = None if self.view_config.view == "state" else "rgb_array"
         super().__init__(num_envs, obs_space, action_space)
         self.batch = GridWorldBatch(num_envs, self.params, self.view_config)
         self._actions: np.ndarray | None = None

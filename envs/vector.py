@@ -54,7 +54,9 @@ class GridWorldVectorEnv(VectorEnv):
         self.batch = GridWorldBatch(num_envs, self.params, self.view_config)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        super().reset(seed=seed)
+        if seed is not None:
+            seed = _seeds(seed, self.num_envs)  # check a list here: Gymnasium takes one int
+        super().reset(seed=None if seed is None else int(seed[0]))
         if seed is not None or self.batch.state is None:
             obs = self.batch.reset(seeds=_seeds(seed, self.num_envs))
         else:

@@ -1,0 +1,223 @@
+"""Paired views: one underlying state seen both as a privileged vector and as pixels.
+
+A *paired-view* env returns observations ``{"state": vector, "image": frames}`` of the same state,
+the data a state adapter is trained on. The grid world's ``view="paired"`` is one natively;
+:class:`PairedViewWrapper` makes one out of any Gymnasium env that has a vector (or symbolic)
+observation and ``rgb_array`` rendering::
+
+    env = PairedViewWrapper(gym.make("CartPole-v1", render_mode="rgb_array"))
+
+    import minigrid  # registers the MiniGrid ids
+    env = PairedViewWrapper(
+        gym.make("MiniGrid-Empty-8x8-v0", render_mode="rgb_array"),
+        state_fn=minigrid_pose,
+        state_space=MINIGRID_POSE_SPACE,
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, SupportsFloat, runtime_checkable
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from simtoreal.errors import ConfigError, IncompatibleError
+
+StateFn = Callable[[Any, gym.Env], np.ndarray]
+"""``state_fn(obs, env)``: the privileged vector of the env's current state. ``env`` is the wrapped
+env (use ``env.unwrapped`` to read simulator internals)."""
+
+
+@runtime_checkable
+class PairedView(Protocol):
+    """An env whose observation is ``{"state": ..., "image": ...}`` of one underlying state.
+
+    ``observation_space`` is a ``Dict`` of ``"state"``, a float32 ``Box`` of shape (state_dim,),
+    and ``"image"``, a uint8 ``Box`` of shape (H, W, 3 * k): the last k RGB frames along the
+    channel axis, oldest first. ``isinstance`` checks the methods only; :func:`is_paired_view`
+    also checks the spaces.
+    """
+
+    observation_space: spaces.Space
+    action_space: spaces.Space
+
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    def step(
+        self, action: Any
+    ) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict]: ...
+
+
+def is_paired_view(env: Any) -> bool:
+    """Whether ``env`` has the methods of :class:`PairedView` and a paired observation space."""
+    return isinstance(env, PairedView) and is_paired_space(env.observation_space)
+
+
+def is_paired_space(space: spaces.Space) -> bool:
+    """Whether ``space`` is ``Dict(state=float32 vector Box, image=uint8 (H, W, 3k) Box)``."""
+    if not isinstance(space, spaces.Dict) or set(space.spaces) != {"state", "image"}:
+        return False
+    state, image = space["state"], space["image"]
+    return (
+        isinstance(state, spaces.Box)
+        and state.dtype == np.float32
+        and len(state.shape) == 1
+        and isinstance(image, spaces.Box)
+        and image.dtype == np.uint8
+        and len(image.shape) == 3
+        and image.shape[2] % 3 == 0
+    )
+
+
+class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Gives any Gymnasium env with a vector observation and ``rgb_array`` rendering a paired view.
+
+    The ``"state"`` entry is ``state_fn(obs, env)`` (default: the env's observation flattened with
+    ``gymnasium.spaces.flatten``) as float32; the ``"image"`` entry is ``env.render()`` resized to
+    ``image_size x image_size`` with ``cv2.INTER_AREA`` (non-square frames are squashed), the last
+    ``frame_stack`` frames along the channel axis, oldest first. After a reset, the first frame
+    fills the stack.
+
+    Args:
+        env: An env created with ``render_mode="rgb_array"``.
+        state_fn: ``state_fn(obs, env)`` returning the privileged vector; needed when the
+            observation space cannot be flattened (e.g. MiniGrid's text mission).
+        state_space: The float32 ``Box`` of shape (state_dim,) that ``state_fn`` returns into;
+            required with ``state_fn``.
+        image_size: Side of the square image, in pixels.
+        frame_stack: Number of frames k stacked along the channels.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        state_fn: StateFn | None = None,
+        state_space: spaces.Box | None = None,
+        image_size: int = 64,
+        frame_stack: int = 1,
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            state_fn=state_fn,
+            state_space=state_space,
+            image_size=image_size,
+            frame_stack=frame_stack,
+        )
+        super().__init__(env)
+        if env.render_mode != "rgb_array":
+            raise ConfigError(
+                f"the env renders with render_mode={env.render_mode!r}, but a paired view needs "
+                'frames: create it with render_mode="rgb_array", e.g. '
+                'gym.make(env_id, render_mode="rgb_array").'
+            )
+        if image_size < 1 or frame_stack < 1:
+            raise ConfigError(
+                f"image_size={image_size}, frame_stack={frame_stack}: use positive values "
+                "(the defaults are 64 and 1)."
+            )
+        self._state_fn, state_space = _state_fn_and_space(
+            env.observation_space, state_fn, state_space
+        )
+        self.image_size, self.frame_stack = image_size, frame_stack
+        image_space = spaces.Box(0, 255, (image_size, image_size, 3 * frame_stack), np.uint8)
+        self.observation_space = spaces.Dict({"state": state_space, "image": image_space})
+        self._frames: list[np.ndarray] = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._frames = [self._frame()] * self.frame_stack
+        return self._observe(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._frames = [*self._frames[1:], self._frame()]
+        return self._observe(obs), reward, terminated, truncated, info
+
+    def _observe(self, obs) -> dict[str, np.ndarray]:
+        state = np.asarray(self._state_fn(obs, self.env), dtype=np.float32)
+        expected = self.observation_space["state"].shape
+        if state.shape != expected:
+            raise IncompatibleError(
+                f"state_fn returned shape {state.shape}, but state_space has shape {expected}: "
+                "make state_space describe what state_fn returns."
+            )
+        image = self._frames[0] if self.frame_stack == 1 else np.concatenate(self._frames, axis=2)
+        return {"state": state, "image": image}
+
+    def _frame(self) -> np.ndarray:
+        """The env's current frame, resized. Shape: (image_size, image_size, 3), uint8."""
+        frame = self.env.render()
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
+            got = frame.shape if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise IncompatibleError(
+                f"env.render() returned {got}; a paired view needs one (H, W, 3) RGB frame: "
+                'use an env whose render_mode="rgb_array" returns a single frame.'
+            )
+        size = (self.image_size, self.image_size)
+        return cv2.resize(frame.astype(np.uint8, copy=False), size, interpolation=cv2.INTER_AREA)
+
+
+def _state_fn_and_space(
+    obs_space: spaces.Space, state_fn: StateFn | None, state_space: spaces.Box | None
+) -> tuple[StateFn, spaces.Box]:
+    """The state function and its float32 Box: the given pair, or the flattened observation."""
+    if state_fn is not None:
+        if not isinstance(state_space, spaces.Box) or len(state_space.shape) != 1:
+            raise ConfigError(
+                f"state_fn needs state_space, the 1-d Box it returns into (got {state_space!r}): "
+                "pass e.g. state_space=spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)."
+            )
+        low, high = state_space.low, state_space.high
+        return state_fn, spaces.Box(low, high, state_space.shape, np.float32)
+    if state_space is not None:
+        raise ConfigError("state_space describes what state_fn returns: pass state_fn=... too.")
+    if not _flattenable(obs_space):
+        raise ConfigError(
+            f"cannot flatten the observation space {obs_space} into a state vector: pass "
+            "state_fn=... (a function of (obs, env) returning the privileged vector) and "
+            "state_space=... (its Box)."
+        )
+    flat = spaces.flatten_space(obs_space)
+    return FlatObservation(obs_space), spaces.Box(flat.low, flat.high, flat.shape, np.float32)
+
+
+@dataclass(frozen=True)
+class FlatObservation:
+    """The default ``state_fn``: the observation flattened with ``gymnasium.spaces.flatten``."""
+
+    space: spaces.Space
+
+    def __call__(self, obs: Any, env: gym.Env) -> np.ndarray:
+        return spaces.flatten(self.space, obs)
+
+
+def _flattenable(space: spaces.Space) -> bool:
+    try:
+        return bool(space.is_np_flattenable)
+    except NotImplementedError:
+        return False
+
+
+# --------------------------------------------------------------------------- MiniGrid state
+
+MINIGRID_POSE_SPACE = spaces.Box(0.0, 1.0, (6,), np.float32)
+"""Space of :func:`minigrid_pose`: (x, y) in [0, 1], then a one-hot of the 4 directions."""
+
+
+def minigrid_pose(obs: Any, env: gym.Env) -> np.ndarray:
+    """A MiniGrid agent's privileged pose: ``(x, y) / (side - 1)`` and its direction one-hot.
+
+    Reads ``agent_pos``, ``agent_dir``, ``width`` and ``height`` from ``env.unwrapped``. Enough
+    state for the static layouts of ``MiniGrid-Empty-*``. Shape: (6,), float32.
+    """
+    grid = env.unwrapped
+    x, y = grid.agent_pos
+    pos = np.array([x / (grid.width - 1), y / (grid.height - 1)], dtype=np.float32)
+    return np.concatenate([pos, np.eye(4, dtype=np.float32)[grid.agent_dir]])
