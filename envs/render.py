@@ -84,7 +84,7 @@ class Renderer:
                 f"image_size >= {params.size}."
             )
         self.params, self.domain, self.severity = params, domain, float(severity)
-        self.image_size = image_size
+        self.image_size, self.bank_seed = image_size, bank_seed
         self.cell = image_size // params.size
         self.offset = (image_size - self.cell * params.size) // 2
         gen = np.random.default_rng([bank_seed, DOMAINS.index(domain)])
@@ -100,6 +100,12 @@ class Renderer:
         self._noise = _noise_bank(gen, spec["noise"], image_size)
         self._cell_ids = np.arange(params.n_cells)
         self._pixel_rows = np.arange(self.cell, dtype=np.int32).reshape(1, 1, self.cell, 1)
+
+    def __reduce__(self):
+        # The banks are a pure function of the arguments: rebuild them instead of pickling
+        # megabytes of tiles and noise (vector envs in subprocesses pickle their envs).
+        args = (self.params, self.domain, self.severity, self.image_size, self.bank_seed)
+        return (Renderer, args)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -189,7 +189,11 @@ def check_actions(actions, num_envs: int) -> np.ndarray:
                 f"env, an array of shape ({num_envs},)."
             )
     if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)):
+        if (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.isfinite(arr).all()
+            and np.all(arr == np.round(arr))
+        ):
             arr = arr.astype(np.int64)
         else:
             raise ActionError(
