@@ -18,7 +18,6 @@ import datetime
 import itertools
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -26,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import common
 import cv2
 import gymnasium as gym
 import numpy as np
+
 from simtoreal.envs.batched import GridWorldBatch, ViewConfig
 from simtoreal.envs.gym_envs import GridWorldEnv
 from simtoreal.envs.world import N_ACTIONS, WorldParams
@@ -192,29 +193,13 @@ def check_targets(rates: dict[str, float]) -> list[Target]:
 
 
 def machine_info(load_at_start: float) -> dict:
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "load_average_at_start": round(load_at_start, 2),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-        "gymnasium": gym.__version__,
-        "minigrid": getattr(minigrid, "__version__", "unknown"),
-    }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return common.machine_info(
+        load_average_at_start=round(load_at_start, 2),
+        opencv=cv2.__version__,
+        opencv_threads=cv2.getNumThreads(),
+        gymnasium=gym.__version__,
+        minigrid=getattr(minigrid, "__version__", "unknown"),
+    )
 
 
 def markdown(report: dict) -> str:
@@ -224,7 +209,7 @@ def markdown(report: dict) -> str:
         "",
         f"- date: {report['date']}",
         f"- command: `{report['command']}`",
-        f"- machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['platform']}",
+        f"- machine: {m['cpu_model']}, {m['cpu_count']} cores ({m['cores_usable']} usable), {m['platform']}",
         f"- load average at start: {m['load_average_at_start']}",
         f"- python {m['python']}, numpy {m['numpy']}, opencv {m['opencv']} "
         f"({m['opencv_threads']} threads), gymnasium {m['gymnasium']}, minigrid {m['minigrid']}",

@@ -10,10 +10,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from gymnasium import spaces
+
 from simtoreal.envs import world
 from simtoreal.envs.render import Renderer, check_domain
 from simtoreal.envs.world import N_ACTIONS, WorldParams, WorldState
-
 from simtoreal.errors import ConfigError
 
 VIEWS = ("state", "image", "paired")

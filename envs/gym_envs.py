@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from simtoreal.envs.batched import GridWorldBatch, ViewConfig, index_obs, spaces_for
 from simtoreal.envs.render import Renderer
 from simtoreal.envs.world import WorldParams

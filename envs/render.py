@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from simtoreal.envs import rng
 from simtoreal.envs.world import WorldParams, WorldState
-
 from simtoreal.errors import ConfigError
 
 DOMAINS = ("sim", "randomized", "real")
@@ -97,6 +97,7 @@ class Renderer:
             _camera_matrix(pose, image_size)
             for pose in [(0.0, 1.0, 0.0, 0.0), *spec["cameras"](gen)]
         ]
+        self._border_gray = float(np.mean(self._border))
         self._noise = _noise_bank(gen, spec["noise"], image_size)
         self._cell_ids = np.arange(params.n_cells)
         self._pixel_rows = np.arange(self.cell, dtype=np.int32).reshape(1, 1, self.cell, 1)
@@ -125,7 +126,7 @@ class Renderer:
         board = rows.reshape(n, size * c, size * c, 3)
         frames = self._frame_buffer(board)
         if len(self._cameras) > 1:
-            self._move_cameras(frames, episode[:, 1])
+            frames = self._move_cameras(frames, episode[:, 1])
         if self._noise is None:
             return frames
         frame_counter = (state.episode << np.uint64(16)) + state.steps.astype(np.uint64)
@@ -145,20 +146,26 @@ class Renderer:
         frames[:, o : o + b, o : o + b] = board
         return frames
 
-    def _move_cameras(self, frames: np.ndarray, pose: np.ndarray) -> None:
-        """Warp each frame in place by its episode's camera pose (identity poses are skipped)."""
+    def _move_cameras(self, frames: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Frames seen through each episode's camera pose (pose 0 is the identity).
+
+        One ``cv2.warpAffine`` per moved frame. Warping frames that share a pose together, stacked
+        along the channel axis, was tried: the transposes cost more than the warps they save.
+        """
+        out = frames.copy()
+        border = (self._border_gray,) * 4
         size = (self.image_size, self.image_size)
-        for i in np.flatnonzero(pose != 0):
-            m = self._cameras[pose[i]]
+        for i in np.flatnonzero(pose):
             cv2.warpAffine(
-                frames[i].copy(),
-                m,
+                frames[i],
+                self._cameras[pose[i]],
                 size,
-                dst=frames[i],
+                dst=out[i],
                 flags=cv2.INTER_NEAREST,
                 borderMode=cv2.BORDER_CONSTANT,
-                borderValue=self._border,
+                borderValue=border,
             )
+        return out
 
     def tile_types(self, state: WorldState) -> np.ndarray:
         """Tile type at each cell, plus a last column for the border. Shape: (N, n_cells + 1)."""

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
 from simtoreal.envs.batched import GridWorldBatch, index_obs, spaces_for
 from simtoreal.envs.gym_envs import split_kwargs
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 
 class GridWorldVecEnv(VecEnv):

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
 from simtoreal.envs.batched import GridWorldBatch, index_obs, spaces_for
 from simtoreal.envs.gym_envs import split_kwargs
 

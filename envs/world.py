@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from simtoreal.envs import rng
 
+from simtoreal.envs import rng
 from simtoreal.errors import ActionError, ConfigError
 
 N_ACTIONS = 4
