@@ -5,14 +5,14 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import simtoreal  # noqa: F401  (registers the ids)
 from simtoreal.envs import world
 from simtoreal.envs.batched import GridWorldBatch, ViewConfig
 from simtoreal.envs.gym_envs import GridWorldEnv
 from simtoreal.envs.render import Renderer
 from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.envs.world import WorldParams
-
-import simtoreal  # noqa: F401  (registers the ids)
 from simtoreal.errors import ActionError, ConfigError
 
 ENV_ID = "simtoreal/GridWorld-v0"

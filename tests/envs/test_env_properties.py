@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from simtoreal.envs import world
 from simtoreal.envs.batched import GridWorldBatch, ViewConfig
 from simtoreal.envs.world import WorldParams, max_obstacles

@@ -7,10 +7,10 @@ import warnings
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
-from simtoreal.envs.registration import ENV_IDS, NAMESPACE
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import simtoreal  # noqa: F401  (registers the ids)
+from simtoreal.envs.registration import ENV_IDS, NAMESPACE
 
 
 def test_every_id_is_in_the_namespace_and_registered():

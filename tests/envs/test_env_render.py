@@ -8,11 +8,11 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import simtoreal  # noqa: F401  (registers the ids)
 from simtoreal.envs import world
 from simtoreal.envs.render import DOMAINS, SIM_COLORS, Renderer
 from simtoreal.envs.world import WorldParams, WorldState
-
-import simtoreal  # noqa: F401  (registers the ids)
 
 N_STATES = 200
 COLOUR_TOLERANCE = 12  # the tiles are area-downsampled: only edge pixels blend

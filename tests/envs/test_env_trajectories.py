@@ -8,10 +8,10 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from simtoreal.envs.batched import index_obs
-from simtoreal.envs.sb3 import GridWorldVecEnv
 
 import simtoreal  # noqa: F401  (registers the ids)
+from simtoreal.envs.batched import index_obs
+from simtoreal.envs.sb3 import GridWorldVecEnv
 
 ENV_ID = "simtoreal/GridWorld-v0"
 NUM_ENVS, SEED, STEPS = 3, 11, 40

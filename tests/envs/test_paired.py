@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
+
+import simtoreal  # noqa: F401  (registers the simtoreal ids)
 from simtoreal.envs.gym_envs import GridWorldEnv
 from simtoreal.envs.paired import (
     MINIGRID_POSE_SPACE,
@@ -19,8 +21,6 @@ from simtoreal.envs.paired import (
     is_paired_view,
     minigrid_pose,
 )
-
-import simtoreal  # noqa: F401  (registers the simtoreal ids)
 from simtoreal.errors import ConfigError, IncompatibleError
 
 MINIGRID_ID = "MiniGrid-Empty-8x8-v0"
