@@ -98,7 +98,9 @@ class Renderer:
             for pose in [(0.0, 1.0, 0.0, 0.0), *spec["cameras"](gen)]
         ]
         self._border_gray = float(np.mean(self._border))
-        self._noise = _noise_bank(gen, spec["noise"], image_size)
+        self._noise = _noise_bank(
+            gen, spec["noise"], image_size, spread=spec.get("noise_spread", False)
+        )
         self._cell_ids = np.arange(params.n_cells)
         self._pixel_rows = np.arange(self.cell, dtype=np.int32).reshape(1, 1, self.cell, 1)
 
@@ -254,7 +256,8 @@ def _randomized_spec(gen, severity):
     return {
         "variants": 64,
         "distractors": 3,
-        "noise": 8.0,
+        "noise": 12.0,
+        "noise_spread": True,  # each bank entry has its own sigma in [0, 12]: clean frames too
         "palette": _randomized_palette,
         "cameras": lambda g: shifts,
     }
@@ -384,12 +387,16 @@ def _lighting(centre: np.ndarray, light: tuple[float, float], c: int) -> np.ndar
     )
 
 
-def _noise_bank(gen: np.random.Generator, sigma: float, size: int, n: int = 256):
+def _noise_bank(
+    gen: np.random.Generator, sigma: float, size: int, n: int = 256, spread: bool = False
+):
     """Pre-generated Gaussian sensor noise as its positive and negative parts, for saturating
-    uint8 add and subtract. Shapes: 2 x (n, size, size, 3), uint8; None if sigma is 0."""
+    uint8 add and subtract. With ``spread``, entry i has its own sigma drawn in [0, sigma].
+    Shapes: 2 x (n, size, size, 3), uint8; None if sigma is 0."""
     if sigma <= 0:
         return None
-    noise = np.rint(gen.normal(0, sigma, (n, size, size, 3))).clip(-80, 80)
+    sigmas = gen.uniform(0, sigma, (n, 1, 1, 1)) if spread else sigma
+    noise = np.rint(gen.normal(0, 1, (n, size, size, 3)) * sigmas).clip(-80, 80)
     return np.maximum(noise, 0).astype(np.uint8), np.maximum(-noise, 0).astype(np.uint8)
 
 

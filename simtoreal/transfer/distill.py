@@ -1,0 +1,182 @@
+"""Adapter training: distil the teacher's view of the state into a CNN that sees frames.
+
+The student is a :class:`~simtoreal.core.Stack` of ``adapter`` (trainable) and the teacher's
+``head`` (frozen). Targets come from the frozen teacher: its encoder's latent for the latent loss,
+its action distribution through the same head for the action loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from simtoreal.agents.adapter import CnnStateAdapter, frames_to_tensor
+from simtoreal.agents.surgery import PolicyHead
+from simtoreal.core import Stack, Stage, TrainRule
+from simtoreal.transfer.data import PairedData
+
+_CHUNK = 1024  # inference batch
+
+
+class Distiller:
+    """Trains ``adapter`` so that ``head(adapter(frame))`` acts like ``head(encoder(state))``.
+
+    Args:
+        teacher: The trained teacher model (PPO or A2C with a shared features extractor).
+        adapter: The CNN adapter to train; its latent size is the teacher's.
+        loss: ``"latent"``, ``"action"`` or ``"both"``.
+        latent_weight, action_weight: Weights of the two terms in ``"both"``.
+    """
+
+    def __init__(
+        self,
+        teacher: BaseAlgorithm,
+        adapter: CnnStateAdapter,
+        loss: str = "both",
+        latent_weight: float = 1.0,
+        action_weight: float = 1.0,
+        device: str = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.encoder = teacher.policy.features_extractor
+        self.head = PolicyHead(teacher.policy)
+        self.student = Stack(
+            [
+                Stage("adapter", adapter, TrainRule.trainable()),
+                Stage("head", self.head, TrainRule.frozen()),
+            ]
+        ).to(self.device)
+        self.encoder.to(self.device).requires_grad_(False).eval()
+        self.student.apply_rules()
+        self.weights = {
+            "latent": latent_weight if loss in ("latent", "both") else 0.0,
+            "action": action_weight if loss in ("action", "both") else 0.0,
+        }
+        self.seen = 0  # training samples processed
+        self.latent_scale: torch.Tensor | None = None  # per-dim std of the teacher's latents
+
+    @property
+    def adapter(self) -> CnnStateAdapter:
+        return self.student["adapter"]
+
+    @torch.no_grad()
+    def labels(self, states: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher latent and action logits of each state. Shapes: (M, latent), (M, n_actions)."""
+        latents, logits = [], []
+        for i in range(0, len(states), 8 * _CHUNK):
+            z = self.encoder(torch.as_tensor(states[i : i + 8 * _CHUNK], device=self.device))
+            latents.append(z)
+            logits.append(self.head(z))
+        return torch.cat(latents), torch.cat(logits)
+
+    def loss(self, images: torch.Tensor, latent: torch.Tensor, logits: torch.Tensor):
+        """Weighted loss of one batch and its parts (floats, for logging)."""
+        z = self.adapter(images)
+        parts = {}
+        total = torch.zeros((), device=self.device)
+        if self.weights["latent"]:
+            # MSE in units of the latent's spread (1 - R^2 pooled over dims), so the loss reads the
+            # same whatever the teacher's latent scale.
+            parts["latent_mse"] = (((z - latent) / self.latent_scale) ** 2).mean()
+            total = total + self.weights["latent"] * parts["latent_mse"]
+        if self.weights["action"]:
+            student_logp = F.log_softmax(self.head(z), dim=1)
+            teacher_logp = F.log_softmax(logits, dim=1)
+            parts["action_kl"] = F.kl_div(
+                student_logp, teacher_logp, log_target=True, reduction="batchmean"
+            )
+            total = total + self.weights["action"] * parts["action_kl"]
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def fit(
+        self,
+        data: PairedData,
+        epochs: int,
+        optimizer: torch.optim.Optimizer,
+        batch_size: int = 256,
+        seed: int = 0,
+        deadline: float | None = None,
+        on_batch: Callable[[dict], None] | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ) -> dict:
+        """Train on ``data`` for ``epochs`` passes (or until ``time.perf_counter() > deadline``).
+
+        Returns the mean loss parts of the last epoch.
+        """
+        data.check_nonempty()
+        latent, logits = self.labels(data.states)
+        if self.latent_scale is None:
+            self.latent_scale = latent.var(0).mean().sqrt().clamp_min(1e-6)
+        gen = np.random.default_rng(seed)
+        self.student.train()
+        last: dict[str, list[float]] = {}
+        for _ in range(epochs):
+            last = {}
+            order = gen.permutation(len(data))
+            for i in range(0, max(len(order) - batch_size + 1, 1), batch_size):
+                idx = np.sort(order[i : i + batch_size])
+                images = frames_to_tensor(data.images[idx], self.device)
+                total, parts = self.loss(images, latent[idx], logits[idx])
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                self.seen += len(idx)
+                for k, v in {"loss": float(total.detach()), **parts}.items():
+                    last.setdefault(k, []).append(v)
+                if on_batch is not None:
+                    on_batch({"loss": float(total.detach()), **parts, "samples": self.seen})
+                if deadline is not None and time.perf_counter() > deadline:
+                    return {k: float(np.mean(v)) for k, v in last.items()}
+        return {k: float(np.mean(v)) for k, v in last.items()}
+
+    @torch.no_grad()
+    def student_logits(self, images: np.ndarray) -> torch.Tensor:
+        self.student.eval()
+        out = [
+            self.student(frames_to_tensor(images[i : i + _CHUNK], self.device))
+            for i in range(0, len(images), _CHUNK)
+        ]
+        return torch.cat(out)
+
+    def student_act(self, images: np.ndarray) -> np.ndarray:
+        """Greedy actions of the student from frames (B, H, W, C) uint8."""
+        return self.student_logits(images).argmax(1).cpu().numpy()
+
+    def teacher_act(self, states: np.ndarray) -> np.ndarray:
+        """Greedy actions of the teacher from states (B, state_dim)."""
+        return self.labels(states)[1].argmax(1).cpu().numpy()
+
+    @torch.no_grad()
+    def agreement(self, data: PairedData) -> dict:
+        """Latent R^2 and greedy action agreement of student vs teacher on held-out pairs."""
+        self.student.eval()
+        latent, logits = self.labels(data.states)
+        z = torch.cat(
+            [
+                self.adapter(frames_to_tensor(data.images[i : i + _CHUNK], self.device))
+                for i in range(0, len(data), _CHUNK)
+            ]
+        )
+        sse = ((z - latent) ** 2).sum()
+        sst = ((latent - latent.mean(0)) ** 2).sum()
+        agree = (self.head(z).argmax(1) == logits.argmax(1)).float().mean()
+        return {"latent_r2": float(1 - sse / sst), "action_agreement": float(agree)}
+
+
+def linear_decay(optimizer: torch.optim.Optimizer, total_updates: int, warmup: int = 50):
+    """Linear warm-up, then linear decay to 0 at ``total_updates``: for a fixed budget of updates
+    this reaches a lower loss than a constant learning rate."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, 1.0 - (step - warmup) / max(1, total_updates - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

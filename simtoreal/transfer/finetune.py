@@ -1,0 +1,102 @@
+"""Optional RL fine-tuning of the student from pixels, then the forgetting check.
+
+The adapter trains with the RL loss; the head stays frozen (``head_lr_scale=0``) or trains at a
+scaled learning rate. Retention puts the fine-tuned head back on the teacher's GridEncoder and
+evaluates it in the sim: the catastrophic-forgetting check the reference warns about.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import types
+from pathlib import Path
+
+import torch
+from stable_baselines3.common.vec_env import VecMonitor
+
+from simtoreal.agents.evaluate import evaluate, model_policy_fn
+from simtoreal.agents.factory import load_teacher
+from simtoreal.agents.surgery import HEAD_PARTS, build_student, copy_head, set_head_trainable
+from simtoreal.envs.sb3 import GridWorldVecEnv
+from simtoreal.transfer.config import TransferConfig
+
+FINETUNE_PPO = {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 3e-4}
+
+
+def finetune_student(
+    student, teacher_dir: Path, world: dict, cfg: TransferConfig, run_dir: Path
+) -> dict:
+    """Fine-tune a copy of ``student`` with PPO in ``cfg.finetune_domain``; report before/after."""
+    teacher, _ = load_teacher(teacher_dir)
+    env = VecMonitor(
+        GridWorldVecEnv(
+            16,
+            seed=cfg.seed + 7,
+            view="image",
+            domain=cfg.finetune_domain,
+            severity=cfg.severity,
+            frame_stack=cfg.frame_stack,
+            **world,
+        )
+    )
+    tuned = build_student(
+        teacher,
+        env,
+        student.policy.features_extractor.config,
+        freeze_head=cfg.head_lr_scale == 0,
+        gamma=teacher.gamma,
+        seed=cfg.seed,
+        **FINETUNE_PPO,
+    )
+    tuned.policy.features_extractor.load_state_dict(student.policy.features_extractor.state_dict())
+    if cfg.head_lr_scale > 0:
+        _scale_head_lr(tuned, cfg.head_lr_scale)
+    start = time.perf_counter()
+    tuned.learn(cfg.finetune_steps, progress_bar=False)
+    wall = time.perf_counter() - start
+    tmp = run_dir / ".student_finetuned.tmp.zip"
+    tuned.save(tmp)
+    os.replace(tmp, run_dir / "student_finetuned.zip")
+
+    real = {**world, "domain": "real", "severity": cfg.severity, "frame_stack": cfg.frame_stack}
+    n = cfg.eval_episodes
+    before = evaluate(model_policy_fn(student), real, n, view="image").success_rate
+    after = evaluate(model_policy_fn(tuned), real, n, view="image").success_rate
+    retained = load_teacher(teacher_dir)[0]
+    copy_head(tuned, retained)
+    teacher_sim = evaluate(model_policy_fn(teacher), world, n, view="state").success_rate
+    retention = evaluate(model_policy_fn(retained), world, n, view="state").success_rate
+    return {
+        "steps": cfg.finetune_steps,
+        "domain": cfg.finetune_domain,
+        "wall_time_s": wall,
+        "head_lr_scale": cfg.head_lr_scale,
+        "real_success_before": before,
+        "real_success_after": after,
+        "teacher_sim_success": teacher_sim,
+        "retained_head_sim_success": retention,
+    }
+
+
+def _scale_head_lr(model, scale: float) -> None:
+    """Train the head at ``scale`` x the learning rate; SB3's schedule keeps the ratio."""
+    set_head_trainable(model, True)
+    head = {id(p) for part in HEAD_PARTS for p in getattr(model.policy, part).parameters()}
+    params = list(model.policy.parameters())
+    lr = model.lr_schedule(1.0)
+    model.policy.optimizer = torch.optim.Adam(
+        [
+            {"params": [p for p in params if id(p) not in head], "lr": lr, "lr_scale": 1.0},
+            {"params": [p for p in params if id(p) in head], "lr": lr * scale, "lr_scale": scale},
+        ],
+        eps=1e-5,
+    )
+
+    def _update_learning_rate(self, optimizers) -> None:  # SB3's version would flatten the ratio
+        current = self.lr_schedule(self._current_progress_remaining)
+        self.logger.record("train/learning_rate", current)
+        for group in self.policy.optimizer.param_groups:
+            group["lr"] = current * group.get("lr_scale", 1.0)
+
+    model._update_learning_rate = types.MethodType(_update_learning_rate, model)

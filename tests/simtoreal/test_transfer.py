@@ -1,0 +1,195 @@
+"""Transfer: tiny end-to-end runs, frozen teacher, adapter files, policy surgery, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simtoreal.agents.adapter import AdapterConfig
+from simtoreal.agents.evaluate import evaluate, model_policy_fn, random_policy_fn
+from simtoreal.agents.factory import load_teacher
+from simtoreal.agents.surgery import build_student
+from simtoreal.envs.sb3 import GridWorldVecEnv
+from simtoreal.errors import CheckpointError, ConfigError, DataError, IncompatibleError, RunDirError
+from simtoreal.train import TrainConfig, train
+from simtoreal.transfer.adapter_io import build_adapter, load_adapter, save_adapter
+from simtoreal.transfer.config import TransferConfig
+from simtoreal.transfer.data import PairedData, collect, paired_batch, random_actor
+from simtoreal.transfer.distill import Distiller
+from simtoreal.transfer.pipeline import run_transfer, world_kwargs
+
+EVAL_EPISODES = 300
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A teacher trained for a few seconds on the default world."""
+    run_dir = tmp_path_factory.mktemp("teacher") / "run"
+    train(
+        TrainConfig(
+            run_dir=run_dir,
+            total_steps=40_000,
+            eval_every=20_000,
+            val_episodes=200,
+            eval_episodes=200,
+            checkpoint_every=40_000,
+            gif_episodes=0,
+            progress_bar=False,
+        )
+    )
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def teacher(teacher_dir):
+    return load_teacher(teacher_dir)[0]
+
+
+def _distiller(teacher, **kwargs) -> Distiller:
+    torch.manual_seed(0)
+    return Distiller(teacher, build_adapter(AdapterConfig()), **kwargs)
+
+
+def test_tiny_transfer_recovers_teacher_success_on_sim_images(teacher_dir, tmp_path):
+    cfg = TransferConfig(
+        teacher=teacher_dir,
+        run_dir=tmp_path / "transfer",
+        frames=6_000,
+        epochs=6,
+        train_domain="sim",
+        dagger_share=0.0,
+        num_envs=64,
+        eval_episodes=EVAL_EPISODES,
+        severities=(0.0,),
+        severity=0.0,
+    )
+    summary = run_transfer(cfg)
+    teacher_success = summary["teacher"]["success_rate"]
+    student_sim = summary["student"]["sim"]["success_rate"]
+    random_success = evaluate(random_policy_fn(0), {}, EVAL_EPISODES).success_rate
+    assert teacher_success > 0.6
+    assert student_sim > random_success + 0.25
+    assert student_sim > 0.5 * teacher_success
+    for name in (
+        "config.json",
+        "summary.json",
+        "report.md",
+        "metrics.jsonl",
+        "student.zip",
+        "adapter/adapter.safetensors",
+        "adapter/adapter.json",
+        "success_vs_severity.png",
+    ):
+        assert (tmp_path / "transfer" / name).is_file(), name
+    assert (
+        json.loads((tmp_path / "transfer" / "summary.json").read_text())["train"]["frames"] == 6_000
+    )
+
+
+def test_frozen_teacher_is_bit_identical_after_adapter_training(teacher):
+    distiller = _distiller(teacher)
+    before = {k: v.clone() for k, v in teacher.policy.state_dict().items()}
+    adapter_before = [p.clone() for p in distiller.adapter.parameters()]
+    data = collect(paired_batch({}, 32, "randomized"), 512, random_actor(0), seed=0)
+    distiller.fit(data, 2, distiller.student.make_optimizer(1e-3), batch_size=64)
+    for k, v in teacher.policy.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(adapter_before, distiller.adapter.parameters(), strict=True)
+    )
+
+
+def test_dagger_share_collects_on_policy_frames(teacher_dir, tmp_path):
+    cfg = TransferConfig(
+        teacher=teacher_dir,
+        run_dir=tmp_path / "t",
+        frames=1_024,
+        epochs=1,
+        dagger_share=0.5,
+        dagger_rounds=2,
+        num_envs=64,
+        eval_episodes=20,
+        severities=(0.5,),
+    )
+    summary = run_transfer(cfg)
+    stages = {
+        json.loads(line)["stage"]
+        for line in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()
+    }
+    assert summary["train"]["frames"] == 1_024 and summary["train"]["dagger_rounds"] == 2
+    assert {"offline", "dagger0"} <= stages
+
+
+def test_adapter_saves_and_loads_to_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    adapter = build_adapter(AdapterConfig(channels=(8, 16)))
+    save_adapter(tmp_path / "adapter", adapter)
+    loaded = load_adapter(tmp_path / "adapter")
+    x = torch.rand(5, 3, 64, 64)
+    assert torch.equal(adapter.eval()(x), loaded(x))
+    assert loaded.config == adapter.config
+
+
+def test_corrupt_or_missing_adapter_is_a_clear_error(tmp_path):
+    save_adapter(tmp_path / "a", build_adapter(AdapterConfig()))
+    weights = tmp_path / "a" / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_adapter(tmp_path / "a")
+    with pytest.raises(RunDirError, match="adapter directory"):
+        load_adapter(tmp_path / "missing")
+
+
+def test_student_is_an_sb3_model_that_acts_from_images(teacher, tmp_path):
+    distiller = _distiller(teacher)
+    env = GridWorldVecEnv(4, seed=0, view="image", domain="sim")
+    student = build_student(teacher, env, distiller.adapter.config)
+    student.policy.features_extractor.load_state_dict(distiller.adapter.state_dict())
+    frames = env.reset()
+    expected = distiller.student_act(frames)
+    actions, _ = student.predict(frames, deterministic=True)
+    np.testing.assert_array_equal(actions, expected)
+    student.save(tmp_path / "student.zip")
+    reloaded = type(student).load(tmp_path / "student.zip", device="cpu")
+    np.testing.assert_array_equal(reloaded.predict(frames, deterministic=True)[0], expected)
+    head = [
+        p
+        for n, p in student.policy.named_parameters()
+        if not n.startswith(("features", "pi_f", "vf_f"))
+    ]
+    assert head and not any(p.requires_grad for p in head)
+    assert evaluate(model_policy_fn(student), {"domain": "sim"}, 8, view="image").n_episodes == 8
+
+
+def test_bad_teacher_dirs_are_refused(teacher_dir, tmp_path):
+    with pytest.raises(RunDirError):
+        run_transfer(TransferConfig(teacher=tmp_path / "nope", run_dir=tmp_path / "t1"))
+    with pytest.raises(IncompatibleError, match="state view"):
+        world_kwargs({"env_id": "CartPole-v1"})
+    with pytest.raises(IncompatibleError, match="state view"):
+        world_kwargs({"env_id": "simtoreal/GridWorldImage-v0"})
+
+
+def test_mismatched_latent_or_image_shape_is_refused(teacher):
+    env = GridWorldVecEnv(1, view="image")
+    with pytest.raises(IncompatibleError, match="latent_dim=128"):
+        build_student(teacher, env, AdapterConfig(latent_dim=64))
+    with pytest.raises(IncompatibleError, match="frame_stack"):
+        build_student(teacher, env, AdapterConfig(image_shape=(64, 64, 6)))
+
+
+def test_empty_data_and_bad_config_are_refused(teacher):
+    distiller = _distiller(teacher)
+    empty = PairedData(np.zeros((0, 4), np.float32), np.zeros((0, 64, 64, 3), np.uint8))
+    with pytest.raises(DataError, match="empty"):
+        distiller.fit(empty, 1, distiller.student.make_optimizer(1e-3))
+    with pytest.raises(ConfigError, match="frame budget"):
+        TransferConfig(frames=10)
+    with pytest.raises(ConfigError, match="loss"):
+        TransferConfig(loss="l2")
+    with pytest.raises(ConfigError, match="severity"):
+        TransferConfig(severity=1.5)
