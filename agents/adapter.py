@@ -23,19 +23,20 @@ class AdapterConfig:
 
     latent_dim: int = 128
     """Size of the latent it outputs: the teacher encoder's ``features_dim``."""
-    channels: tuple[int, ...] = (16, 32)
-    """Output channels of each conv layer (16-32 trains 2.5x faster than 32-64 on a CPU at equal
-    transfer in our measurements; docs/design.md)."""
-    kernels: tuple[int, ...] = (4, 3)
-    """Kernel size of each conv layer. The first layer's 4x4, stride-4 'patchify' conv is about 6x
-    cheaper on a CPU than the reference's 3x3 stride-2 stem at equal transfer (docs/transfer.md)."""
-    strides: tuple[int, ...] = (4, 2)
+    channels: tuple[int, ...] = (16, 16, 16)
+    """Output channels of each conv layer; with ``spatial_softmax`` the last layer's channels are
+    the keypoints."""
+    kernels: tuple[int, ...] = (4, 3, 1)
+    """Kernel size of each conv layer. The first layer's 4x4, stride-4 'patchify' conv is several
+    times cheaper on a CPU than the reference's 3x3 stride-2 stem (benchmarks/results/transfer.md)."""
+    strides: tuple[int, ...] = (4, 1, 1)
     """Stride of each conv layer."""
     image_shape: tuple[int, int, int] = field(default=(64, 64, 3))
     """Observation shape it accepts, channel-last ``(H, W, 3 * frame_stack)``."""
-    pool: str = "flatten"
-    """How the last feature map becomes a vector: ``flatten`` (the reference) or
-    ``spatial_softmax`` (each channel's expected image coordinates, a keypoint)."""
+    pool: str = "spatial_softmax"
+    """How the last feature map becomes a vector: ``spatial_softmax`` (each channel's expected
+    image coordinates, a keypoint; the default, chosen by measurement) or ``flatten`` (the
+    reference's RealWorldStateAdapter)."""
 
     def __post_init__(self) -> None:
         if not len(self.channels) == len(self.kernels) == len(self.strides) or not self.channels:
@@ -75,10 +76,10 @@ class CnnStateAdapter(BaseFeaturesExtractor):
         self,
         observation_space: gym.spaces.Box,
         latent_dim: int = 128,
-        channels: tuple[int, ...] = (16, 32),
-        kernels: tuple[int, ...] = (4, 3),
-        strides: tuple[int, ...] = (4, 2),
-        pool: str = "flatten",
+        channels: tuple[int, ...] = (16, 16, 16),
+        kernels: tuple[int, ...] = (4, 3, 1),
+        strides: tuple[int, ...] = (4, 1, 1),
+        pool: str = "spatial_softmax",
     ) -> None:
         if not isinstance(observation_space, gym.spaces.Box) or not is_image_space(
             observation_space, check_channels=False

@@ -36,7 +36,9 @@ ARCHITECTURES = {
     "reference stem (3x3/2, 3x3/2, 32-64 ch)": AdapterConfig(
         channels=(32, 64), kernels=(3, 3), strides=(2, 2)
     ),
-    "patchify (4x4/4, 3x3/2, 32-64 ch)": AdapterConfig(channels=(32, 64)),
+    "patchify (4x4/4, 3x3/2, 32-64 ch)": AdapterConfig(
+        channels=(32, 64), kernels=(4, 3), strides=(4, 2), pool="flatten"
+    ),
     "patchify (4x4/4, 3x3/2, 16-32 ch), default": AdapterConfig(),
     "patchify + spatial softmax (4x4/4, 3x3/1, 1x1)": AdapterConfig(
         channels=(32, 32, 16), kernels=(4, 3, 1), strides=(4, 1, 1), pool="spatial_softmax"
@@ -44,6 +46,12 @@ ARCHITECTURES = {
 }
 ABLATION = {
     "both, offline + DAgger (default)": {},
+    "both, offline + DAgger, flatten adapter (the reference's pooling)": {
+        "channels": (16, 32),
+        "kernels": (4, 3),
+        "strides": (4, 2),
+        "pool": "flatten",
+    },
     "both, offline only": {"dagger_share": 0.0},
     "latent only, offline + DAgger": {"loss": "latent"},
     "action only, offline + DAgger": {"loss": "action"},

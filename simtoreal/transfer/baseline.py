@@ -41,6 +41,10 @@ class _Clock(BaseCallback):
             self.num_timesteps < self.max_frames
         )
 
+    def _on_training_end(self) -> None:
+        self.train_s += time.perf_counter() - self._since
+        self._since = time.perf_counter()
+
     def _on_rollout_end(self) -> None:
         self.train_s += time.perf_counter() - self._since
         for name, kind, value in self.checkpoints:
@@ -84,6 +88,7 @@ def pixel_ppo_baseline(
             "channels": tuple(cfg.channels),
             "kernels": tuple(cfg.kernels),
             "strides": tuple(cfg.strides),
+            "pool": cfg.pool,
         },
         "net_arch": teacher.policy_kwargs.get("net_arch"),
         "share_features_extractor": True,

@@ -58,12 +58,15 @@ class TransferConfig:
     """Peak Adam learning rate of the adapter (linear warm-up, then linear decay to 0)."""
     max_train_seconds: float | None = None
     """Stop adapter training after this wall time (None: run all epochs)."""
-    channels: tuple[int, ...] = (16, 32)
-    """Adapter conv channels."""
-    kernels: tuple[int, ...] = (4, 3)
+    channels: tuple[int, ...] = (16, 16, 16)
+    """Adapter conv channels; the last layer's channels are keypoints with spatial_softmax."""
+    kernels: tuple[int, ...] = (4, 3, 1)
     """Adapter conv kernel sizes."""
-    strides: tuple[int, ...] = (4, 2)
+    strides: tuple[int, ...] = (4, 1, 1)
     """Adapter conv strides."""
+    pool: str = "spatial_softmax"
+    """Adapter pooling: 'spatial_softmax' (keypoints, the default: see docs/transfer.md) or
+    'flatten' (the reference's RealWorldStateAdapter)."""
 
     # ---- evaluation
     eval_episodes: int = 500

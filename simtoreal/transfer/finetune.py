@@ -55,6 +55,11 @@ def finetune_student(
     start = time.perf_counter()
     tuned.learn(cfg.finetune_steps, progress_bar=False)
     wall = time.perf_counter() - start
+    if cfg.head_lr_scale > 0:  # save a plain SB3 model: one param group, SB3's own lr update
+        tuned.__dict__.pop("_update_learning_rate", None)
+        tuned.policy.optimizer = torch.optim.Adam(
+            tuned.policy.parameters(), lr=tuned.lr_schedule(0.0)
+        )
     tmp = run_dir / ".student_finetuned.tmp.zip"
     tuned.save(tmp)
     os.replace(tmp, run_dir / "student_finetuned.zip")

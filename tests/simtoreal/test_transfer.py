@@ -126,7 +126,7 @@ def test_dagger_share_collects_on_policy_frames(teacher_dir, tmp_path):
 
 def test_adapter_saves_and_loads_to_identical_outputs(tmp_path):
     torch.manual_seed(1)
-    adapter = build_adapter(AdapterConfig(channels=(8, 16)))
+    adapter = build_adapter(AdapterConfig(channels=(8, 8, 4)))
     save_adapter(tmp_path / "adapter", adapter)
     loaded = load_adapter(tmp_path / "adapter")
     x = torch.rand(5, 3, 64, 64)
@@ -193,3 +193,53 @@ def test_empty_data_and_bad_config_are_refused(teacher):
         TransferConfig(loss="l2")
     with pytest.raises(ConfigError, match="severity"):
         TransferConfig(severity=1.5)
+
+
+def test_finetune_and_baseline_stages_report_what_they_measured(teacher_dir, tmp_path):
+    cfg = TransferConfig(
+        teacher=teacher_dir,
+        run_dir=tmp_path / "t",
+        frames=1_024,
+        epochs=1,
+        dagger_share=0.0,
+        num_envs=64,
+        eval_episodes=30,
+        severities=(0.5,),
+        finetune_steps=256,
+        baseline=True,
+        baseline_max_frames=2_048,
+    )
+    summary = run_transfer(cfg)
+    tuned = summary["finetune"]
+    # The head was frozen while fine-tuning, so putting it back on the GridEncoder changes nothing.
+    assert tuned["retained_head_sim_success"] == tuned["teacher_sim_success"]
+    assert (tmp_path / "t" / "student_finetuned.zip").is_file()
+    base = summary["baseline"]
+    final = base["final"]
+    # It stopped for one of its two stated reasons: the frame budget or the wall-time budget.
+    assert final["frames"] >= 2_048 or final["train_s"] >= base["budget_s"]
+    assert final["frames"] > 0 and 0.0 <= final["success_rate"] <= 1.0
+    assert "Baseline" in (tmp_path / "t" / "report.md").read_text()
+
+
+def test_finetune_with_a_scaled_head_learning_rate_changes_the_head(teacher, teacher_dir, tmp_path):
+    from simtoreal.transfer.finetune import finetune_student
+
+    distiller = _distiller(teacher)
+    env = GridWorldVecEnv(1, view="image", domain="sim")
+    student = build_student(teacher, env, distiller.adapter.config)
+    cfg = TransferConfig(
+        teacher=teacher_dir, finetune_steps=256, head_lr_scale=0.1, eval_episodes=20
+    )
+    result = finetune_student(student, teacher_dir, {}, cfg, tmp_path)
+    tuned = type(student).load(tmp_path / "student_finetuned.zip", device="cpu")
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(
+            tuned.policy.action_net.parameters(),
+            teacher.policy.action_net.parameters(),
+            strict=True,
+        )
+    ]
+    assert any(changed)
+    assert 0.0 <= result["retained_head_sim_success"] <= 1.0
