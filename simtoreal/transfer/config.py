@@ -29,7 +29,7 @@ class TransferConfig:
     """Budget of rendered training frames, offline and DAgger together."""
     dagger_share: float = 0.4
     """Share of the frame budget collected on-policy (DAgger); 0 is offline data only."""
-    dagger_rounds: int = 2
+    dagger_rounds: int = 1
     """DAgger rounds; each retrains on the aggregated data."""
     dagger_beta: float = 0.5
     """Probability the teacher's action is executed in the first DAgger round (halves per round)."""
@@ -48,7 +48,7 @@ class TransferConfig:
     """Weight of the latent loss in 'both'."""
     action_weight: float = 1.0
     """Weight of the action loss in 'both'."""
-    epochs: int = 3
+    epochs: int = 2
     """Passes over the offline data."""
     dagger_epochs: int = 1
     """Passes over the aggregated data after each DAgger round."""

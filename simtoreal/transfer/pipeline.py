@@ -6,6 +6,7 @@ Reads top to bottom as the recipe; each step is a library call.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from simtoreal.agents.evaluate import evaluate, model_policy_fn
 from simtoreal.agents.factory import load_teacher
 from simtoreal.agents.surgery import build_student, teacher_latent_dim
 from simtoreal.envs.batched import ViewConfig
+from simtoreal.envs.gym_envs import split_kwargs
 from simtoreal.envs.registration import NAMESPACE
 from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.errors import IncompatibleError
@@ -59,7 +61,7 @@ def run_transfer(cfg: TransferConfig) -> dict:
     summary = {
         "run_dir": str(run_dir),
         "teacher_dir": str(teacher_dir),
-        "env": world,
+        "env": dataclasses.asdict(split_kwargs(world)[0]),
         "signals": signals_used(cfg),
         "train": train,
         **results,

@@ -67,7 +67,8 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     lines = [
         "# Transfer report",
         "",
-        f"Teacher: `{summary['teacher_dir']}`. Env: `{summary['env']}`.",
+        f"Teacher: `{summary['teacher_dir']}`. World: "
+        + ", ".join(f"{k}={v}" for k, v in summary["env"].items()) + ".",
         "",
         "| policy | observation | success [95% CI] | mean return | mean length |",
         "|---|---|---|---|---|",
