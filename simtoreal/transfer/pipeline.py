@@ -24,7 +24,13 @@ from simtoreal.envs.gym_envs import split_kwargs
 from simtoreal.envs.registration import NAMESPACE
 from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.errors import IncompatibleError
-from simtoreal.runs import append_jsonl, atomic_write_json, default_run_dir, prepare_run_dir
+from simtoreal.runs import (
+    append_jsonl,
+    atomic_write_json,
+    default_run_dir,
+    load_config,
+    prepare_run_dir,
+)
 from simtoreal.transfer.adapter_io import build_adapter, save_adapter
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, mixed_actor, paired_batch, random_actor
@@ -37,6 +43,8 @@ def run_transfer(cfg: TransferConfig) -> dict:
     """Run the whole recipe; return the summary (also written to ``<run_dir>/summary.json``)."""
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
+    if cfg.teacher:  # refuse a bad teacher before anything is written
+        world_kwargs(load_config(cfg.teacher))
     run_dir = prepare_run_dir(cfg.run_dir or default_run_dir("transfer"), overwrite=cfg.overwrite)
     atomic_write_json(run_dir / "config.json", {"kind": "transfer", **cfg.to_dict()})
     teacher_dir = (
@@ -57,7 +65,7 @@ def run_transfer(cfg: TransferConfig) -> dict:
     save_adapter(run_dir / "adapter", distiller.adapter)
     student = save_student(teacher, distiller, world, run_dir / "student.zip")
 
-    results = evaluate_transfer(teacher, distiller, student, world, cfg)
+    results = evaluate_transfer(teacher, distiller, world, cfg)
     summary = {
         "run_dir": str(run_dir),
         "teacher_dir": str(teacher_dir),
@@ -209,9 +217,7 @@ def save_student(teacher, distiller: Distiller, world: dict, path: Path):
     return student
 
 
-def evaluate_transfer(
-    teacher, distiller: Distiller, student, world: dict, cfg: TransferConfig
-) -> dict:
+def evaluate_transfer(teacher, distiller: Distiller, world: dict, cfg: TransferConfig) -> dict:
     """Teacher in the sim; student zero-shot in sim, randomized and real at each severity."""
     n, fs = cfg.eval_episodes, cfg.frame_stack
     teacher_eval = evaluate(model_policy_fn(teacher), world, n, view="state").to_dict()

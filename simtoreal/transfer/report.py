@@ -68,7 +68,8 @@ def write_report(run_dir: Path, summary: dict) -> Path:
         "# Transfer report",
         "",
         f"Teacher: `{summary['teacher_dir']}`. World: "
-        + ", ".join(f"{k}={v}" for k, v in summary["env"].items()) + ".",
+        + ", ".join(f"{k}={v}" for k, v in summary["env"].items())
+        + ".",
         "",
         "| policy | observation | success [95% CI] | mean return | mean length |",
         "|---|---|---|---|---|",

@@ -168,6 +168,7 @@ def test_student_is_an_sb3_model_that_acts_from_images(teacher, tmp_path):
 def test_bad_teacher_dirs_are_refused(teacher_dir, tmp_path):
     with pytest.raises(RunDirError):
         run_transfer(TransferConfig(teacher=tmp_path / "nope", run_dir=tmp_path / "t1"))
+    assert not (tmp_path / "t1").exists()  # refused before anything was written
     with pytest.raises(IncompatibleError, match="state view"):
         world_kwargs({"env_id": "CartPole-v1"})
     with pytest.raises(IncompatibleError, match="state view"):
