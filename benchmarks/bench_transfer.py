@@ -33,15 +33,17 @@ from simtoreal.transfer.config import TransferConfig  # noqa: E402
 from simtoreal.transfer.pipeline import run_transfer  # noqa: E402
 
 ARCHITECTURES = {
-    "reference stem (3x3/2, 3x3/2, 32-64 ch)": AdapterConfig(
-        channels=(32, 64), kernels=(3, 3), strides=(2, 2)
+    "reference (3x3/2, 3x3/2, 32-64 ch, flatten)": AdapterConfig(
+        channels=(32, 64), kernels=(3, 3), strides=(2, 2), pool="flatten"
     ),
-    "patchify (4x4/4, 3x3/2, 32-64 ch)": AdapterConfig(
+    "patchify (4x4/4, 3x3/2, 32-64 ch, flatten)": AdapterConfig(
         channels=(32, 64), kernels=(4, 3), strides=(4, 2), pool="flatten"
     ),
-    "patchify (4x4/4, 3x3/2, 16-32 ch), default": AdapterConfig(),
-    "patchify + spatial softmax (4x4/4, 3x3/1, 1x1)": AdapterConfig(
-        channels=(32, 32, 16), kernels=(4, 3, 1), strides=(4, 1, 1), pool="spatial_softmax"
+    "patchify (4x4/4, 3x3/2, 16-32 ch, flatten)": AdapterConfig(
+        channels=(16, 32), kernels=(4, 3), strides=(4, 2), pool="flatten"
+    ),
+    "patchify + keypoints (4x4/4, 3x3/1, 1x1, 16-16-16 ch, spatial softmax), default": (
+        AdapterConfig()
     ),
 }
 ABLATION = {
@@ -76,11 +78,18 @@ def parse_args() -> argparse.Namespace:
         "--quick", action="store_true", help="tiny budgets: a smoke test, not a measurement"
     )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument(
+        "--architectures-only",
+        action="store_true",
+        help="re-measure only the architecture throughput table of an existing report",
+    )
     return p.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    if args.architectures_only:
+        return remeasure_architectures(args.out)
     load = machine_info()
     work = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
     quick = {"frames": 4096, "eval_episodes": 50, "severities": (0.5,)} if args.quick else {}
@@ -124,6 +133,19 @@ def main() -> None:
     (args.out / "transfer.json").write_text(json.dumps(report, indent=2))
     plot(report, runs[0], args.out / "transfer.png")
     (args.out / "transfer.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def remeasure_architectures(out: Path) -> None:
+    report = json.loads((out / "transfer.json").read_text())
+    report["architectures"] = architecture_throughput(30)
+    report["architectures_measured"] = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "machine": machine_info(),
+    }
+    (out / "transfer.json").write_text(json.dumps(report, indent=2))
+    (out / "transfer.md").write_text(markdown(report))
     print(markdown(report))
 
 
@@ -270,6 +292,13 @@ def markdown(r: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {v:.0f} |" for k, v in r["architectures"].items()]
+    if "architectures_measured" in r:
+        m = r["architectures_measured"]
+        lines += [
+            "",
+            f"Throughput re-measured on {m['date']} with `{m['command']}` (same machine, "
+            f"load average {m['machine']['load_average_1m']}).",
+        ]
     lines += ["", "![transfer](transfer.png)", ""]
     return "\n".join(lines)
 
