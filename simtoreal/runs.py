@@ -48,6 +48,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def atomic_save_model(model, path: str | Path) -> None:
+    """Save an SB3 model to ``path`` atomically (serialised in memory, then one atomic write)."""
+    import io
+
+    buffer = io.BytesIO()
+    model.save(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())

@@ -59,6 +59,7 @@ from simtoreal.errors import CheckpointError, ConfigError, RunDirError, SimToRea
 from simtoreal.runs import (
     CONFIG_FILE,
     append_jsonl,
+    atomic_save_model,
     atomic_write_bytes,
     atomic_write_json,
     default_run_dir,
@@ -256,7 +257,7 @@ def _learn_and_finish(
         progress_bar=config.progress_bar,
     )
     wall_time = callback.wall_time()
-    _save_model(model, run_dir / MODEL_FILE)
+    atomic_save_model(model, run_dir / MODEL_FILE)
     return finish(model, config, run_dir, wall_time)
 
 
@@ -362,7 +363,7 @@ class TeacherCallback(BaseCallback):
         is_best = _better(result, self.best)
         if is_best:
             self.best = {"step": step, **result.to_dict()}
-            _save_model(self.model, self.run_dir / BEST_FILE)
+            atomic_save_model(self.model, self.run_dir / BEST_FILE)
             atomic_write_json(self.run_dir / BEST_INFO_FILE, self.best)
         for key in ("success_rate", "mean_return", "mean_length"):
             self.logger.record(f"eval/{key}", getattr(result, key))
@@ -401,12 +402,6 @@ def _train_return(model: BaseAlgorithm) -> float | None:
     return round(float(np.mean([e["r"] for e in episodes])), 4) if episodes else None
 
 
-def _save_model(model: BaseAlgorithm, path: Path) -> None:
-    buffer = io.BytesIO()
-    model.save(buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path, wall_time: float) -> Path:
     """``checkpoints/step_<N>.npz`` (env and RNG state), ``.replay.pkl`` (an off-policy
     algorithm's replay buffer), then ``step_<N>.zip`` (the model).
@@ -422,7 +417,7 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path, wall_time: float) -> Pa
         buffer = io.BytesIO()
         model.save_replay_buffer(buffer)
         atomic_write_bytes(stem.with_suffix(REPLAY_SUFFIX), buffer.getvalue())
-    _save_model(model, stem.with_suffix(".zip"))
+    atomic_save_model(model, stem.with_suffix(".zip"))
     for old in _checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
         for suffix in (".zip", ".npz", REPLAY_SUFFIX):
             old.with_suffix(suffix).unlink(missing_ok=True)

@@ -7,7 +7,6 @@ evaluates it in the sim: the catastrophic-forgetting check the reference warns a
 
 from __future__ import annotations
 
-import os
 import time
 import types
 from pathlib import Path
@@ -19,6 +18,7 @@ from simtoreal.agents.evaluate import evaluate, model_policy_fn
 from simtoreal.agents.factory import load_teacher
 from simtoreal.agents.surgery import HEAD_PARTS, build_student, copy_head, set_head_trainable
 from simtoreal.envs.sb3 import GridWorldVecEnv
+from simtoreal.runs import atomic_save_model
 from simtoreal.transfer.config import TransferConfig
 
 FINETUNE_PPO = {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 3e-4}
@@ -60,9 +60,7 @@ def finetune_student(
         tuned.policy.optimizer = torch.optim.Adam(
             tuned.policy.parameters(), lr=tuned.lr_schedule(0.0)
         )
-    tmp = run_dir / ".student_finetuned.tmp.zip"
-    tuned.save(tmp)
-    os.replace(tmp, run_dir / "student_finetuned.zip")
+    atomic_save_model(tuned, run_dir / "student_finetuned.zip")
 
     real = {**world, "domain": "real", "severity": cfg.severity, "frame_stack": cfg.frame_stack}
     n = cfg.eval_episodes

@@ -7,7 +7,6 @@ Reads top to bottom as the recipe; each step is a library call.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.errors import IncompatibleError
 from simtoreal.runs import (
     append_jsonl,
+    atomic_save_model,
     atomic_write_json,
     default_run_dir,
     load_config,
@@ -211,9 +211,7 @@ def save_student(teacher, distiller: Distiller, world: dict, path: Path):
     )
     student = build_student(teacher, env, distiller.adapter.config)
     student.policy.features_extractor.load_state_dict(distiller.adapter.state_dict())
-    tmp = path.with_name(f".{path.stem}.tmp.zip")
-    student.save(tmp)
-    os.replace(tmp, path)
+    atomic_save_model(student, path)
     return student
 
 
