@@ -227,8 +227,8 @@ def test_dqn_on_a_continuous_action_space_is_refused():
 
 def test_config_file_instead_of_flags_with_flags_on_top(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("simtoreal.train.train", lambda c, overwrite: seen.update(c=c) or {})
-    monkeypatch.setattr("simtoreal.train.print_summary", lambda s: None)
+    monkeypatch.setattr("simtoreal.train.grid.train", lambda c, overwrite: seen.update(c=c) or {})
+    monkeypatch.setattr("simtoreal.train.grid.print_summary", lambda s: None)
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"seed": 7, "n_envs": 32, "ppo": {"n_steps": 32}}))
     main(["grid", "--config", str(path), "--total-steps", "999"])

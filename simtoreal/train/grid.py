@@ -1,4 +1,4 @@
-"""Teacher training: ``python -m simtoreal.train grid`` trains an SB3 policy through GridEncoder.
+"""``python -m simtoreal.train grid``: train an SB3 teacher policy through GridEncoder.
 
 The recipe, top to bottom: parse a :class:`TrainConfig` (flags, or a JSON file with flags on
 top), prepare the run directory, build the batched SB3 VecEnv and the model, learn with periodic
@@ -17,7 +17,6 @@ import dataclasses
 import io
 import json
 import platform
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -550,38 +549,22 @@ class GridArgs(TrainConfig):
     """Replace an existing run directory (only one that holds a config.json)."""
 
 
-COMMANDS = {"grid": GridArgs}
 _LAUNCH_FIELDS = ("config", "resume", "overwrite")
+PROG = "python -m simtoreal.train grid"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m simtoreal.train grid [flags]``; errors exit with status 2 and a message."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        summary = _dispatch(argv)
-    except SimToRealError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print_summary(summary)
-
-
-def _dispatch(argv: list[str]) -> dict[str, Any]:
-    if not argv or argv[0] not in COMMANDS:
-        if argv and argv[0] not in ("-h", "--help"):
-            raise ConfigError(f"unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}.")
-        _print_usage()
-        raise SystemExit(0 if argv else 2)
-    rest = argv[1:]
-    resume_dir = _flag_value(rest, "--resume")
+def cli(argv: list[str]) -> dict[str, Any]:
+    """Parse ``train grid`` flags, run (or resume) the training and return the summary."""
+    resume_dir = _flag_value(argv, "--resume")
     if resume_dir is not None:
-        if len(rest) != (2 if "--resume" in rest else 1):
+        if len(argv) != (2 if "--resume" in argv else 1):
             raise ConfigError(
                 "--resume takes no other flags: the run continues with its saved config.json."
             )
         return resume(resume_dir)
-    config_file = _flag_value(rest, "--config")
+    config_file = _flag_value(argv, "--config")
     default = GridArgs(**_fields_of(read_config_file(config_file))) if config_file else None
-    args = tyro.cli(GridArgs, args=rest, default=default, prog="python -m simtoreal.train grid")
+    args = tyro.cli(GridArgs, args=argv, default=default, prog=PROG)
     config = TrainConfig(**{k: v for k, v in _fields_of(args).items() if k not in _LAUNCH_FIELDS})
     return train(config, overwrite=args.overwrite)
 
@@ -613,14 +596,3 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
                 raise ConfigError(f"{flag} needs a value: {flag} PATH.")
             return argv[i + 1]
     return None
-
-
-def _print_usage() -> None:
-    print("usage: python -m simtoreal.train COMMAND [flags]\n\ncommands:")
-    for name, cls in COMMANDS.items():
-        print(f"  {name:<8}{(cls.__doc__ or '').splitlines()[0]}")
-    print("\nRun python -m simtoreal.train COMMAND --help for the flags of a command.")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,43 @@
+"""``python -m simtoreal.train COMMAND [flags]``: one sub-command per module of this package.
+
+Each command module exposes ``cli(argv) -> summary`` and ``print_summary(summary)``; modules are
+imported only when their command runs, so ``train grid`` never pays for transformers or the vision
+stack. Errors raised on purpose (:class:`SimToRealError`) exit with status 2 and one message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from simtoreal.errors import ConfigError, SimToRealError
+
+# command -> (module, one-line description); the order is the order of --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "grid": ("simtoreal.train.grid", "Train a teacher policy on the state view of a grid world."),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch to the command named by ``argv[0]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        _print_usage()
+        raise SystemExit(0 if argv else 2)
+    try:
+        if argv[0] not in COMMANDS:
+            raise ConfigError(f"unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}.")
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+        summary = module.cli(argv[1:])
+    except SimToRealError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    module.print_summary(summary)
+
+
+def _print_usage() -> None:
+    print("usage: python -m simtoreal.train COMMAND [flags]\n\ncommands:")
+    for name, (_, description) in COMMANDS.items():
+        print(f"  {name:<8}{description}")
+    print("\nRun python -m simtoreal.train COMMAND --help for the flags of a command.")
+
