@@ -40,4 +40,3 @@ def _print_usage() -> None:
     for name, (_, description) in COMMANDS.items():
         print(f"  {name:<8}{description}")
     print("\nRun python -m simtoreal.train COMMAND --help for the flags of a command.")
-

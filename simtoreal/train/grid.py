@@ -54,7 +54,7 @@ from simtoreal.envs.gym_envs import split_kwargs
 from simtoreal.envs.registration import ENV_IDS
 from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.envs.world import WorldState
-from simtoreal.errors import CheckpointError, ConfigError, RunDirError, SimToRealError
+from simtoreal.errors import CheckpointError, ConfigError, RunDirError
 from simtoreal.runs import (
     CONFIG_FILE,
     append_jsonl,
