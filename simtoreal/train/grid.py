@@ -63,6 +63,7 @@ from simtoreal.runs import (
     atomic_write_json,
     default_run_dir,
     load_config,
+    marks_failure,
     prepare_run_dir,
     read_jsonl,
 )
@@ -208,21 +209,21 @@ def _check_device(device: str) -> None:
 
 def train(config: TrainConfig, *, overwrite: bool = False) -> dict[str, Any]:
     """Train a new teacher into ``config.run_dir`` and return the summary."""
-    run_dir = prepare_run_dir(config.run_dir or default_run_dir("teacher"), overwrite=overwrite)
-    config = dataclasses.replace(config, run_dir=run_dir)
-    atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
-    torch.set_num_threads(config.torch_threads)
-    env = build_env(config)
-    model = make_model(
-        config.algo,
-        env,
-        config.algo_config,
-        config.policy,
-        seed=config.seed,
-        device=config.device,
-        tensorboard_log=str(run_dir / "tb"),
-    )
-    return _learn_and_finish(model, config, run_dir, wall_offset=0.0, reset=True)
+    config = dataclasses.replace(config, run_dir=config.run_dir or default_run_dir("teacher"))
+    run_dir = prepare_run_dir(config.run_dir, overwrite=overwrite, config=config.to_dict())
+    with marks_failure(run_dir):
+        torch.set_num_threads(config.torch_threads)
+        env = build_env(config)
+        model = make_model(
+            config.algo,
+            env,
+            config.algo_config,
+            config.policy,
+            seed=config.seed,
+            device=config.device,
+            tensorboard_log=str(run_dir / "tb"),
+        )
+        return _learn(model, config, run_dir, wall_offset=0.0, reset=True)
 
 
 def resume(run_dir: str | Path) -> dict[str, Any]:
@@ -233,18 +234,19 @@ def resume(run_dir: str | Path) -> dict[str, Any]:
     if (run_dir / SUMMARY_FILE).is_file():
         raise RunDirError(f"{run_dir} already finished ({SUMMARY_FILE} exists): nothing to resume.")
     checkpoint = latest_checkpoint(run_dir)
-    torch.set_num_threads(config.torch_threads)
-    env = build_env(config)
-    model = load_model(ALGORITHMS[config.algo][0], checkpoint.with_suffix(".zip"), env=env)
-    model.tensorboard_log = str(run_dir / "tb")
-    wall_offset = restore_state(checkpoint.with_suffix(".npz"), model, env)
-    if checkpoint.with_suffix(REPLAY_SUFFIX).is_file():
-        model.load_replay_buffer(checkpoint.with_suffix(REPLAY_SUFFIX))
-    _truncate_metrics(run_dir, model.num_timesteps)
-    return _learn_and_finish(model, config, run_dir, wall_offset=wall_offset, reset=False)
+    with marks_failure(run_dir):
+        torch.set_num_threads(config.torch_threads)
+        env = build_env(config)
+        model = load_model(ALGORITHMS[config.algo][0], checkpoint.with_suffix(".zip"), env=env)
+        model.tensorboard_log = str(run_dir / "tb")
+        wall_offset = restore_state(checkpoint.with_suffix(".npz"), model, env)
+        if checkpoint.with_suffix(REPLAY_SUFFIX).is_file():
+            model.load_replay_buffer(checkpoint.with_suffix(REPLAY_SUFFIX))
+        _truncate_metrics(run_dir, model.num_timesteps)
+        return _learn(model, config, run_dir, wall_offset=wall_offset, reset=False)
 
 
-def _learn_and_finish(
+def _learn(
     model: BaseAlgorithm, config: TrainConfig, run_dir: Path, *, wall_offset: float, reset: bool
 ) -> dict[str, Any]:
     callback = TeacherCallback(config, run_dir, wall_offset)
