@@ -44,6 +44,10 @@ class AdapterConfig:
                 "channels, kernels and strides describe the same conv layers: give them the same "
                 f"non-zero length (got {len(self.channels)}, {len(self.kernels)}, {len(self.strides)})."
             )
+        for name in ("channels", "kernels", "strides"):
+            values = getattr(self, name)
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+                raise ConfigError(f"{name}={values}: use positive integers, one per conv layer.")
         if self.pool not in POOLS:
             raise ConfigError(f"pool={self.pool!r}: use one of {', '.join(POOLS)}.")
         if self.latent_dim < 1:
@@ -154,6 +158,26 @@ def frames_to_tensor(frames, device: torch.device | str = "cpu") -> torch.Tensor
     """uint8 frames ``(B, H, W, C)`` to float ``(B, C, H, W)`` in [0, 1], as SB3 feeds the adapter."""
     t = torch.as_tensor(frames, device=device)
     return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def adapter_kwargs(config: AdapterConfig) -> dict:
+    """Constructor kwargs of a :class:`CnnStateAdapter` of this config (SB3's
+    ``features_extractor_kwargs``; the observation space gives the image shape)."""
+    return {k: v for k, v in config.to_dict().items() if k != "image_shape"}
+
+
+def check_feature_map(config: AdapterConfig) -> None:
+    """Refuse an architecture whose convolutions shrink the image to nothing."""
+    h, w, _ = config.image_shape
+    for k, s in zip(config.kernels, config.strides, strict=True):
+        pad = (k - s + 1) // 2
+        h, w = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+        if min(h, w) < 1:
+            raise ConfigError(
+                f"the adapter's convolutions (kernels {config.kernels}, strides {config.strides}) "
+                f"shrink a {config.image_shape[0]}x{config.image_shape[1]} image to nothing: use "
+                "smaller strides or fewer layers."
+            )
 
 
 def image_space(config: AdapterConfig) -> gym.spaces.Box:

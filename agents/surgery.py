@@ -13,7 +13,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from simtoreal.agents.adapter import AdapterConfig, CnnStateAdapter
+from simtoreal.agents.adapter import AdapterConfig, CnnStateAdapter, adapter_kwargs
 from simtoreal.errors import IncompatibleError
 
 HEAD_PARTS = ("mlp_extractor", "action_net", "value_net")
@@ -78,13 +78,7 @@ def build_student(
     }
     policy_kwargs.update(
         features_extractor_class=CnnStateAdapter,
-        features_extractor_kwargs={
-            "latent_dim": adapter.latent_dim,
-            "channels": adapter.channels,
-            "kernels": adapter.kernels,
-            "strides": adapter.strides,
-            "pool": adapter.pool,
-        },
+        features_extractor_kwargs=adapter_kwargs(adapter),
     )
     algo_kwargs.setdefault("device", "cpu")
     student = type(teacher)(type(teacher.policy), env, policy_kwargs=policy_kwargs, **algo_kwargs)

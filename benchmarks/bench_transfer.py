@@ -107,7 +107,7 @@ def main() -> None:
             run_dir=work / f"transfer-{seed}",
             seed=seed,
             baseline=seed == 0,
-            extra={"baseline_wall_multiple": 0.2 if args.quick else args.baseline_multiple},
+            baseline_wall_multiple=0.2 if args.quick else args.baseline_multiple,
             **quick,
         )
         runs.append(run_transfer(cfg))

@@ -189,17 +189,17 @@ def check_actions(actions, num_envs: int) -> np.ndarray:
                 f"env, an array of shape ({num_envs},)."
             )
     if not np.issubdtype(arr.dtype, np.integer):
-        if (
-            np.issubdtype(arr.dtype, np.floating)
-            and np.isfinite(arr).all()
-            and np.all(arr == np.round(arr))
-        ):
-            arr = arr.astype(np.int64)
-        else:
-            raise ActionError(
-                f"actions must be integers in [0, {N_ACTIONS}) ({', '.join(ACTION_NAMES)}), got "
-                f"dtype {arr.dtype}."
-            )
+        whole = np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all()
+        hint = (
+            " Whole floats are refused like any other float, as Discrete.contains does: "
+            "pass int(action)."
+            if whole and np.all(arr == np.round(arr))
+            else ""
+        )
+        raise ActionError(
+            f"actions must be integers in [0, {N_ACTIONS}) ({', '.join(ACTION_NAMES)}), got "
+            f"dtype {arr.dtype}.{hint}"
+        )
     if arr.size and (arr.min() < 0 or arr.max() >= N_ACTIONS):
         bad = arr[(arr < 0) | (arr >= N_ACTIONS)][0]
         raise ActionError(

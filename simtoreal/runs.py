@@ -66,6 +66,20 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def atomic_write_jsonl(path: str | Path, records: list[dict]) -> None:
+    """Replace a JSONL file with ``records``, atomically."""
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
+def write_gif(path: str | Path, frames, upscale: int = 2, frame_ms: int = 150) -> None:
+    """Frames ``(T, H, W, 3)`` uint8 as a looping GIF, ``upscale`` times larger, atomically."""
+    import imageio.v3 as iio
+
+    frames = frames.repeat(upscale, axis=1).repeat(upscale, axis=2)
+    data = iio.imwrite("<bytes>", frames, extension=".gif", duration=frame_ms, loop=0)
+    atomic_write_bytes(path, data)
+
+
 def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one JSON line (one ``write`` of a whole line, flushed to disk)."""
     line = json.dumps(record) + "\n"
@@ -144,14 +158,28 @@ def prepare_run_dir(
             _check_keep(path, keep)
             aside = path.with_name(f".{path.name}.replaced-{os.getpid()}-{time.time_ns()}")
             path.rename(aside)
-        path.mkdir(parents=True, exist_ok=True)
-        if aside is not None:
-            _move_back(aside, path, keep)
-        if config is not None:
-            atomic_write_json(path / CONFIG_FILE, config)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if aside is not None:
+                _move_back(aside, path, keep)
+            if config is not None:
+                atomic_write_json(path / CONFIG_FILE, config)
+        except BaseException:
+            if aside is not None:  # put the old run back as it was
+                for item in keep:
+                    if _inside(item, path) and Path(item).exists():
+                        rel = Path(item).absolute().relative_to(path.absolute())
+                        Path(item).rename(aside / rel)
+                shutil.rmtree(path, ignore_errors=True)
+                aside.rename(path)
+            raise
         if aside is not None:
             shutil.rmtree(aside)
     return path
+
+
+def _inside(item: str | Path, path: Path) -> bool:
+    return path.absolute() in Path(item).absolute().parents
 
 
 def _check_keep(path: Path, keep: tuple[str | Path, ...]) -> None:

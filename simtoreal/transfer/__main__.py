@@ -1,23 +1,39 @@
-"""`python -m simtoreal.transfer`: carry a trained teacher to camera frames and report the transfer.
+"""Carry a trained teacher from grid coordinates to camera frames and report the transfer.
 
-    python -m simtoreal.transfer --teacher runs/grid-20261126-101500
-    python -m simtoreal.transfer            # trains the default teacher first
+    python -m simtoreal.transfer                                   # trains the default teacher first
+    python -m simtoreal.transfer --teacher runs/teacher-20261126-101500
+    python -m simtoreal.transfer --resume runs/transfer-20261126-103000   # continue a killed run
 
-Writes the adapter (safetensors + JSON), the student SB3 model, metrics.jsonl, summary.json,
-report.md and a plot into the run directory, and prints the headline numbers.
+Writes the adapter (safetensors + JSON), the student SB3 model, checkpoint.pt, metrics.jsonl,
+TensorBoard events (tb/), summary.json, report.md, a plot and a GIF of the student into the run
+directory, and prints the headline numbers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import tyro
 from rich.console import Console
 from rich.table import Table
 
-from simtoreal.errors import SimToRealError
+from simtoreal.errors import ConfigError, SimToRealError
 from simtoreal.transfer.config import TransferConfig
-from simtoreal.transfer.pipeline import run_transfer
+from simtoreal.transfer.pipeline import resume_transfer, run_transfer
+
+PROG = "python -m simtoreal.transfer"
+
+
+@dataclass
+class TransferArgs(TransferConfig):
+    """Carry a trained teacher from grid coordinates to camera frames with a CNN state adapter."""
+
+    resume: Path | None = None
+    """Continue the killed or failed transfer run in this directory from its last checkpoint
+    (no other flags: the run keeps its saved config.json)."""
 
 
 def print_summary(summary: dict, console: Console) -> None:
@@ -53,15 +69,27 @@ def print_summary(summary: dict, console: Console) -> None:
         f"recovered {summary['recovered']:.3f} of the teacher's success zero-shot in real | adapter: "
         f"{tr['frames']} frames, {tr['wall_time_s']:.1f} s | run: {summary['run_dir']} (report.md)"
     )
+    for warning in summary.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = tyro.cli(TransferConfig, args=argv, description=__doc__)
-    console = Console()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=False)
     try:
-        summary = run_transfer(cfg)
+        args = tyro.cli(TransferArgs, args=argv, prog=PROG, description=__doc__)
+        if args.resume is not None:
+            if any(a.split("=")[0] != "--resume" for a in argv if a.startswith("--")):
+                raise ConfigError(
+                    "--resume takes no other flags: the run continues with its saved config.json."
+                )
+            summary = resume_transfer(args.resume)
+        else:
+            fields = {f.name for f in dataclasses.fields(TransferConfig)}
+            config = TransferConfig(**{k: getattr(args, k) for k in fields})
+            summary = run_transfer(config)
     except SimToRealError as err:
-        console.print(f"[bold red]error:[/] {err}")
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
         return 2
     print_summary(summary, console)
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -61,9 +60,3 @@ def load_adapter(directory: str | Path) -> CnnStateAdapter:
             "file is corrupt or belongs to another architecture."
         ) from err
     return adapter.eval()
-
-
-def load_into(adapter: CnnStateAdapter, source: CnnStateAdapter) -> None:
-    """Copy weights between adapters of the same architecture."""
-    with torch.no_grad():
-        adapter.load_state_dict(source.state_dict())

@@ -13,7 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
-from simtoreal.agents.adapter import CnnStateAdapter
+from simtoreal.agents.adapter import CnnStateAdapter, adapter_kwargs
 from simtoreal.agents.evaluate import evaluate, model_policy_fn
 from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.transfer.config import TransferConfig
@@ -75,21 +75,15 @@ def pixel_ppo_baseline(
     frames: int,
     seconds: float,
     target: float,
-    wall_multiple: float | None = None,
 ) -> dict:
     """Train PPO from real-domain pixels; report success at equal frames and equal wall time."""
-    wall_multiple = wall_multiple or cfg.extra.get("baseline_wall_multiple", 1.0)
     real = {**world, "domain": "real", "severity": cfg.severity, "frame_stack": cfg.frame_stack}
     env = VecMonitor(GridWorldVecEnv(16, seed=cfg.seed + 11, view="image", **real))
     policy_kwargs = {
         "features_extractor_class": CnnStateAdapter,
-        "features_extractor_kwargs": {
-            "latent_dim": teacher.policy.features_extractor.features_dim,
-            "channels": tuple(cfg.channels),
-            "kernels": tuple(cfg.kernels),
-            "strides": tuple(cfg.strides),
-            "pool": cfg.pool,
-        },
+        "features_extractor_kwargs": adapter_kwargs(
+            cfg.adapter_config(teacher.policy.features_extractor.features_dim)
+        ),
         "net_arch": teacher.policy_kwargs.get("net_arch"),
         "share_features_extractor": True,
     }
@@ -106,7 +100,7 @@ def pixel_ppo_baseline(
     def evaluate_fn(n):
         return evaluate(model_policy_fn(model), real, n or cfg.eval_episodes, view="image")
 
-    budget = seconds * wall_multiple
+    budget = seconds * cfg.baseline_wall_multiple
     clock = _Clock(
         [("same_frames", "frames", frames), ("same_wall_time", "seconds", seconds)],
         evaluate_fn,

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from simtoreal.agents.adapter import AdapterConfig, check_feature_map
 from simtoreal.errors import ConfigError
 
 LOSSES = ("latent", "action", "both")
+_POSITIVE_INTS = (
+    "frames", "num_envs", "frame_stack", "epochs", "dagger_epochs", "batch_size",
+    "eval_episodes", "baseline_max_frames", "torch_threads",
+)  # fmt: skip
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r}: use an integer >= {low}.")
+
+
+def _check_positive(name: str, value: object) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={value!r}: use a finite number > 0.")
 
 
 @dataclass
@@ -15,12 +32,12 @@ class TransferConfig:
     """Carry a trained teacher from grid coordinates to camera frames with a CNN state adapter."""
 
     teacher: Path | None = None
-    """Teacher run directory (from `python -m simtoreal.train grid`). None trains the default
-    teacher first, into <run-dir>/teacher."""
+    """Teacher run directory (from `python -m simtoreal.train grid`, e.g. runs/teacher-<time>).
+    None trains the default teacher first, into <run-dir>/teacher."""
     run_dir: Path | None = None
     """Where to write this run (default runs/transfer-<timestamp>)."""
     overwrite: bool = False
-    """Replace an existing transfer run directory at --run-dir."""
+    """Replace an existing transfer run directory at --run-dir (a teacher inside it is kept)."""
     seed: int = 0
     """Seed of data collection and adapter initialisation."""
 
@@ -58,6 +75,8 @@ class TransferConfig:
     """Peak Adam learning rate of the adapter (linear warm-up, then linear decay to 0)."""
     max_train_seconds: float | None = None
     """Stop adapter training after this wall time (None: run all epochs)."""
+    checkpoint_seconds: float = 20.0
+    """Wall time between training checkpoints (checkpoint.pt) that --resume continues from."""
     channels: tuple[int, ...] = (16, 16, 16)
     """Adapter conv channels; the last layer's channels are keypoints with spatial_softmax."""
     kernels: tuple[int, ...] = (4, 3, 1)
@@ -89,15 +108,33 @@ class TransferConfig:
     baseline_max_frames: int = 2_000_000
     """Frame budget of the wall-time-matched baseline."""
 
+    baseline_wall_multiple: float = 1.0
+    """Wall budget of the baseline as a multiple of the adapter's training time."""
+    min_teacher_success: float = 0.8
+    """Teacher success below which the summary and report warn that 'recovered' means little."""
+    gif_episodes: int = 2
+    """Episodes of the student acting in real at --severity, rendered into student.gif (0: none)."""
+
     device: str = "cpu"
-    """Torch device ('cpu', 'cuda', 'auto')."""
+    """Torch device: 'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when present, else cpu)."""
     torch_threads: int = 2
     """torch.set_num_threads for the run."""
 
-    extra: dict[str, float] = field(default_factory=dict)
-    """Free-form notes stored with the config."""
-
     def __post_init__(self) -> None:
+        for name in ("teacher", "run_dir"):
+            if getattr(self, name) is not None:
+                setattr(self, name, Path(getattr(self, name)))
+        for name in _POSITIVE_INTS:
+            _check_int(name, getattr(self, name), 1)
+        for name in ("dagger_rounds", "finetune_steps", "gif_episodes", "seed"):
+            _check_int(name, getattr(self, name), 0)
+        for name in ("lr", "checkpoint_seconds", "baseline_wall_multiple"):
+            _check_positive(name, getattr(self, name))
+        if self.max_train_seconds is not None:
+            _check_positive("max_train_seconds", self.max_train_seconds)
+        for name in ("latent_weight", "action_weight"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: use a weight >= 0.")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: use one of {', '.join(LOSSES)}.")
         if self.frames < self.batch_size:
@@ -109,16 +146,50 @@ class TransferConfig:
             raise ConfigError(f"dagger_share={self.dagger_share}: use a value in [0, 1).")
         if self.dagger_share > 0 and self.dagger_rounds < 1:
             raise ConfigError("dagger_share > 0 needs dagger_rounds >= 1 (or set dagger_share 0).")
+        if not 0.0 <= self.dagger_beta <= 1.0:
+            raise ConfigError(f"dagger_beta={self.dagger_beta}: use a probability in [0, 1].")
+        if not 0.0 <= self.min_teacher_success <= 1.0:
+            raise ConfigError(
+                f"min_teacher_success={self.min_teacher_success}: use a rate in [0, 1]."
+            )
         if self.head_lr_scale < 0:
             raise ConfigError(
                 f"head_lr_scale={self.head_lr_scale}: use 0 (frozen) or a positive scale."
             )
         from simtoreal.envs.render import check_domain
 
+        if not self.severities:
+            raise ConfigError("severities is empty: give at least one, e.g. --severities 0.5.")
         for s in (*self.severities, self.severity):
             check_domain("real", s)
         check_domain(self.train_domain, 0.5)
         check_domain(self.finetune_domain, 0.5)
+        self.adapter_config(latent_dim=1)  # refuses a bad architecture before anything runs
+
+    def adapter_config(self, latent_dim: int, image_size: int = 64) -> AdapterConfig:
+        """The adapter this config describes, for a teacher latent of ``latent_dim``."""
+        arch = AdapterConfig(
+            latent_dim=latent_dim,
+            channels=tuple(self.channels),
+            kernels=tuple(self.kernels),
+            strides=tuple(self.strides),
+            image_shape=(image_size, image_size, 3 * self.frame_stack),
+            pool=self.pool,
+        )
+        check_feature_map(arch)
+        return arch
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> TransferConfig:
+        """Rebuild from a saved config.json (its ``kind`` key is dropped)."""
+        data = {k: v for k, v in data.items() if k != "kind"}
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"{source}: unknown transfer config keys {unknown}.")
+        for k, v in data.items():
+            if isinstance(v, list):
+                data[k] = tuple(v)
+        return cls(**data)
 
     def to_dict(self) -> dict:
         d = asdict(self)

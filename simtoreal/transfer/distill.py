@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from simtoreal.agents.adapter import CnnStateAdapter, frames_to_tensor
 from simtoreal.agents.surgery import PolicyHead
 from simtoreal.core import Stack, Stage, TrainRule
+from simtoreal.errors import IncompatibleError
 from simtoreal.transfer.data import PairedData
 
 _CHUNK = 1024  # inference batch
@@ -40,8 +42,9 @@ class Distiller:
         loss: str = "both",
         latent_weight: float = 1.0,
         action_weight: float = 1.0,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
     ) -> None:
+        check_teacher(teacher)
         self.device = torch.device(device)
         self.encoder = teacher.policy.features_extractor
         self.head = PolicyHead(teacher.policy)
@@ -106,9 +109,14 @@ class Distiller:
         deadline: float | None = None,
         on_batch: Callable[[dict], None] | None = None,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        start: tuple[int, int] = (0, 0),
+        on_position: Callable[[int, int], None] | None = None,
     ) -> dict:
         """Train on ``data`` for ``epochs`` passes (or until ``time.perf_counter() > deadline``).
 
+        ``start=(epoch, batch)`` skips what a resumed run already trained on: the shuffles are
+        drawn from ``seed`` exactly as in the first run. ``on_position(epoch, batch)`` is called
+        after every batch with the position of the next one (a checkpoint hook).
         Returns the mean loss parts of the last epoch.
         """
         data.check_nonempty()
@@ -118,26 +126,39 @@ class Distiller:
         gen = np.random.default_rng(seed)
         self.student.train()
         last: dict[str, list[float]] = {}
-        for _ in range(epochs):
-            last = {}
+        for epoch in range(epochs):
             order = gen.permutation(len(data))
-            for i in range(0, max(len(order) - batch_size + 1, 1), batch_size):
+            if epoch < start[0]:
+                continue
+            last = {}
+            starts = range(0, max(len(order) - batch_size + 1, 1), batch_size)
+            first = start[1] if epoch == start[0] else 0
+            for b, i in enumerate(starts):
+                if b < first:
+                    continue
                 idx = np.sort(order[i : i + batch_size])
-                images = frames_to_tensor(data.images[idx], self.device)
-                total, parts = self.loss(images, latent[idx], logits[idx])
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
+                parts = self._step(data.images[idx], latent[idx], logits[idx], optimizer)
                 if scheduler is not None:
                     scheduler.step()
                 self.seen += len(idx)
-                for k, v in {"loss": float(total.detach()), **parts}.items():
+                for k, v in parts.items():
                     last.setdefault(k, []).append(v)
                 if on_batch is not None:
-                    on_batch({"loss": float(total.detach()), **parts, "samples": self.seen})
+                    on_batch({**parts, "samples": self.seen})
+                if on_position is not None:
+                    done = b + 1 == len(starts)
+                    on_position(epoch + done, 0 if done else b + 1)
                 if deadline is not None and time.perf_counter() > deadline:
                     return {k: float(np.mean(v)) for k, v in last.items()}
         return {k: float(np.mean(v)) for k, v in last.items()}
+
+    def _step(self, images: np.ndarray, latent, logits, optimizer) -> dict[str, float]:
+        """One optimiser step on a batch of uint8 frames; returns the loss and its parts."""
+        total, parts = self.loss(frames_to_tensor(images, self.device), latent, logits)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        return {"loss": float(total.detach()), **parts}
 
     @torch.no_grad()
     def student_logits(self, images: np.ndarray) -> torch.Tensor:
@@ -171,6 +192,19 @@ class Distiller:
         sst = ((latent - latent.mean(0)) ** 2).sum()
         agree = (self.head(z).argmax(1) == logits.argmax(1)).float().mean()
         return {"latent_r2": float(1 - sse / sst), "action_agreement": float(agree)}
+
+
+def check_teacher(teacher: BaseAlgorithm) -> None:
+    """Refuse a teacher this distiller cannot label for: it needs a categorical (Discrete-action)
+    actor-critic policy whose head sits on a shared features extractor."""
+    space = teacher.action_space
+    if not isinstance(space, gym.spaces.Discrete):
+        raise IncompatibleError(
+            f"the teacher acts in {space}: transfer distils a categorical policy over Discrete "
+            "actions, and continuous-action (Gaussian) teachers are not supported yet. Train the "
+            "teacher on a Discrete action space (PPO or A2C), e.g. python -m simtoreal.train grid."
+        )
+    PolicyHead(teacher.policy)  # refuses DQN and policies without a shared extractor
 
 
 def linear_decay(optimizer: torch.optim.Optimizer, total_updates: int, warmup: int = 50):

@@ -7,73 +7,114 @@ Reads top to bottom as the recipe; each step is a library call.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import torch
-from tqdm.auto import tqdm
+from stable_baselines3.common.base_class import BaseAlgorithm
+from torch.utils.tensorboard import SummaryWriter
 
-from simtoreal.agents.adapter import AdapterConfig
-from simtoreal.agents.evaluate import evaluate, model_policy_fn
+from simtoreal.agents.evaluate import evaluate, model_policy_fn, record_frames
 from simtoreal.agents.factory import load_teacher
 from simtoreal.agents.surgery import build_student, teacher_latent_dim
+from simtoreal.device import resolve_device
 from simtoreal.envs.batched import ViewConfig
 from simtoreal.envs.gym_envs import split_kwargs
 from simtoreal.envs.registration import NAMESPACE
 from simtoreal.envs.sb3 import GridWorldVecEnv
-from simtoreal.errors import IncompatibleError
+from simtoreal.errors import IncompatibleError, RunDirError
 from simtoreal.runs import (
-    append_jsonl,
     atomic_save_model,
     atomic_write_json,
     default_run_dir,
     load_config,
+    marks_failure,
     prepare_run_dir,
+    write_gif,
 )
 from simtoreal.transfer.adapter_io import build_adapter, save_adapter
 from simtoreal.transfer.config import TransferConfig
-from simtoreal.transfer.data import collect, mixed_actor, paired_batch, random_actor
-from simtoreal.transfer.distill import Distiller, linear_decay
+from simtoreal.transfer.data import collect, paired_batch, random_actor
+from simtoreal.transfer.distill import Distiller, check_teacher
+from simtoreal.transfer.training import Trainer
 
 HELD_OUT_SEED = 2_000_000  # pairs for latent R^2 / agreement; training uses seeds < 1_000_000
+SUMMARY_FILE = "summary.json"
 
 
-def run_transfer(cfg: TransferConfig) -> dict:
-    """Run the whole recipe; return the summary (also written to ``<run_dir>/summary.json``)."""
+def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
+    """Run the whole recipe; return the summary (also written to ``<run_dir>/summary.json``).
+
+    Everything that can be checked is checked before the run directory is touched: the config,
+    the device and the teacher. With ``resume`` the run in ``cfg.run_dir`` continues from its
+    last checkpoint (see :func:`resume_transfer`).
+    """
+    device = resolve_device(cfg.device)
+    checked = load_checked_teacher(cfg.teacher) if cfg.teacher else None
+    cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
+    if resume:
+        run_dir = prepare_run_dir(cfg.run_dir, resume=True)
+    else:
+        run_dir = prepare_run_dir(
+            cfg.run_dir,
+            overwrite=cfg.overwrite,
+            keep=(cfg.teacher,) if cfg.teacher else (),
+            config={"kind": "transfer", **cfg.to_dict()},
+        )
+    with marks_failure(run_dir):
+        return _run(cfg, run_dir, device, checked, resume)
+
+
+def resume_transfer(run_dir: str | Path) -> dict:
+    """Continue a killed or failed transfer run from its last checkpoint, with its saved config."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    if config.get("kind") != "transfer":
+        raise RunDirError(
+            f"{run_dir} is not a transfer run (its config.json has kind={config.get('kind')!r}); "
+            "a teacher run resumes with python -m simtoreal.train grid --resume."
+        )
+    if (run_dir / SUMMARY_FILE).is_file():
+        raise RunDirError(f"{run_dir} already finished ({SUMMARY_FILE} exists): nothing to resume.")
+    cfg = TransferConfig.from_dict(config, source=str(run_dir / "config.json"))
+    return run_transfer(dataclasses.replace(cfg, run_dir=run_dir, overwrite=False), resume=True)
+
+
+def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> dict:
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
-    if cfg.teacher:  # refuse a bad teacher before anything is written
-        world_kwargs(load_config(cfg.teacher))
-    run_dir = prepare_run_dir(cfg.run_dir or default_run_dir("transfer"), overwrite=cfg.overwrite)
-    atomic_write_json(run_dir / "config.json", {"kind": "transfer", **cfg.to_dict()})
-    teacher_dir = (
-        Path(cfg.teacher) if cfg.teacher else train_default_teacher(run_dir / "teacher", cfg)
-    )
-    teacher, teacher_config = load_teacher(teacher_dir)
-    world = world_kwargs(teacher_config)
-
+    teacher_dir = Path(cfg.teacher) if cfg.teacher else default_teacher(run_dir / "teacher", cfg)
+    teacher, world = checked or load_checked_teacher(teacher_dir)
     distiller = Distiller(
         teacher,
-        build_adapter(adapter_config(cfg, teacher, world)),
+        build_adapter(cfg.adapter_config(teacher_latent_dim(teacher))),
         cfg.loss,
         cfg.latent_weight,
         cfg.action_weight,
-        cfg.device,
+        device,
     )
-    train = train_adapter(distiller, world, cfg, run_dir / "metrics.jsonl")
-    save_adapter(run_dir / "adapter", distiller.adapter)
-    student = save_student(teacher, distiller, world, run_dir / "student.zip")
-
-    results = evaluate_transfer(teacher, distiller, world, cfg)
+    trainer = Trainer(distiller, world, cfg, run_dir)
+    if resume:
+        trainer.restore()
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        train = trainer.run(writer)
+        save_adapter(run_dir / "adapter", distiller.adapter)
+        student = save_student(teacher, distiller, world, run_dir / "student.zip")
+        results = evaluate_transfer(teacher, distiller, world, cfg)
+        log_results(writer, results, train["samples"])
     summary = {
         "run_dir": str(run_dir),
         "teacher_dir": str(teacher_dir),
         "env": dataclasses.asdict(split_kwargs(world)[0]),
         "signals": signals_used(cfg),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
         "train": train,
         **results,
+        "warnings": teacher_warnings(results["teacher"]["success_rate"], cfg),
     }
+    if cfg.gif_episodes:
+        write_student_gif(distiller, world, cfg, run_dir / "student.gif")
     if cfg.finetune_steps:
         from simtoreal.transfer.finetune import finetune_student
 
@@ -89,11 +130,67 @@ def run_transfer(cfg: TransferConfig) -> dict:
             seconds=train["wall_time_s"],
             target=results["student"]["real"][str(cfg.severity)]["success_rate"],
         )
-    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
     from simtoreal.transfer.report import write_report
 
     write_report(run_dir, summary)
     return summary
+
+
+def load_checked_teacher(teacher_dir: str | Path) -> tuple[BaseAlgorithm, dict]:
+    """The teacher model and its world kwargs, refusing a teacher transfer cannot carry (another
+    env, the image view, DQN, continuous actions) or a damaged model file."""
+    config = load_config(teacher_dir)
+    world = world_kwargs(config)
+    teacher, _ = load_teacher(teacher_dir)
+    check_teacher(teacher)
+    return teacher, world
+
+
+def default_teacher(directory: Path, cfg: TransferConfig) -> Path:
+    """The default teacher in ``directory``: trained (as `python -m simtoreal.train grid`) unless
+    a finished one is there; a killed one is resumed."""
+    from simtoreal.train import TrainConfig, resume, train
+
+    if (directory / "summary.json").is_file():
+        return directory
+    if (directory / "checkpoints").is_dir() and any((directory / "checkpoints").iterdir()):
+        resume(directory)
+    else:
+        train(TrainConfig(run_dir=directory, seed=cfg.seed), overwrite=directory.exists())
+    return directory
+
+
+def teacher_warnings(success: float, cfg: TransferConfig) -> list[str]:
+    """Warnings about what the numbers can mean, shown in the summary, report and console."""
+    if success >= cfg.min_teacher_success:
+        return []
+    return [
+        f"the teacher itself succeeds in only {success:.3f} of episodes (below "
+        f"{cfg.min_teacher_success}): 'recovered' compares the student with a weak policy and "
+        "means little. Train a stronger teacher first (python -m simtoreal.train grid, more "
+        "--total-steps, or the env's preset)."
+    ]
+
+
+def log_results(writer: SummaryWriter, results: dict, step: int) -> None:
+    """Headline success rates as TensorBoard scalars."""
+    writer.add_scalar("eval/teacher_sim", results["teacher"]["success_rate"], step)
+    for domain in ("sim", "randomized"):
+        writer.add_scalar(
+            f"eval/student_{domain}", results["student"][domain]["success_rate"], step
+        )
+    for severity, r in results["student"]["real"].items():
+        writer.add_scalar(f"eval/student_real@{severity}", r["success_rate"], step)
+
+
+def write_student_gif(distiller: Distiller, world: dict, cfg: TransferConfig, path: Path) -> None:
+    """Episodes of the student acting from real-domain frames at the headline severity."""
+    kwargs = {**world, "frame_stack": cfg.frame_stack, "severity": cfg.severity}
+    frames = record_frames(
+        distiller.student_act, kwargs, cfg.gif_episodes, domain="real", policy_key="image"
+    )
+    write_gif(path, frames)
 
 
 def world_kwargs(teacher_config: dict) -> dict:
@@ -112,92 +209,6 @@ def world_kwargs(teacher_config: dict) -> dict:
         )
     view_keys = set(ViewConfig.__dataclass_fields__)
     return {k: v for k, v in kwargs.items() if k not in view_keys}
-
-
-def adapter_config(cfg: TransferConfig, teacher, world: dict) -> AdapterConfig:
-    size = ViewConfig().image_size
-    return AdapterConfig(
-        latent_dim=teacher_latent_dim(teacher),
-        channels=tuple(cfg.channels),
-        kernels=tuple(cfg.kernels),
-        strides=tuple(cfg.strides),
-        image_shape=(size, size, 3 * cfg.frame_stack),
-    )
-
-
-def train_adapter(
-    distiller: Distiller, world: dict, cfg: TransferConfig, metrics_path: Path
-) -> dict:
-    """Offline data from random walks, then DAgger rounds; the frame budget covers both."""
-    start = time.perf_counter()
-    deadline = start + cfg.max_train_seconds if cfg.max_train_seconds else None
-    optimizer = distiller.student.make_optimizer(cfg.lr, fused=True)
-    env = {**world, "frame_stack": cfg.frame_stack}
-    n_dagger = int(cfg.frames * cfg.dagger_share) if cfg.dagger_rounds else 0
-    rounds = cfg.dagger_rounds if n_dagger else 0
-    scheduler = linear_decay(
-        optimizer, planned_updates(cfg.frames - n_dagger, n_dagger, rounds, cfg)
-    )
-    bar = tqdm(total=cfg.frames, desc="frames", unit="fr", leave=False, disable=None)
-
-    def log(stage: str):
-        batches = iter(range(1 << 62))
-
-        def on_batch(rec: dict) -> None:  # the first batch of each stage, then every 25th
-            if next(batches) % 25 == 0:
-                append_jsonl(
-                    metrics_path,
-                    {
-                        "stage": stage,
-                        "t": time.perf_counter() - start,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        **rec,
-                    },
-                )
-
-        return on_batch
-
-    batch = paired_batch(env, cfg.num_envs, cfg.train_domain)
-    data = collect(batch, cfg.frames - n_dagger, random_actor(cfg.seed), cfg.seed, bar.update)
-    last = distiller.fit(
-        data, cfg.epochs, optimizer, cfg.batch_size, cfg.seed, deadline, log("offline"), scheduler
-    )
-    for r in range(rounds):
-        beta = cfg.dagger_beta * 0.5**r
-        actor = mixed_actor(distiller.teacher_act, distiller.student_act, beta, cfg.seed + r + 1)
-        seed = cfg.seed + 100_000 * (r + 1)
-        new = collect(batch, n_dagger // rounds, actor, seed, bar.update)
-        data = data.concat(new)
-        last = distiller.fit(
-            data,
-            cfg.dagger_epochs,
-            optimizer,
-            cfg.batch_size,
-            seed,
-            deadline,
-            log(f"dagger{r}"),
-            scheduler,
-        )
-    bar.close()
-    wall = time.perf_counter() - start
-    return {
-        "frames": len(data),
-        "samples": distiller.seen,
-        "wall_time_s": wall,
-        "last_loss": last,
-        "dagger_rounds": rounds,
-        "stopped_by_deadline": bool(deadline and time.perf_counter() > deadline),
-    }
-
-
-def planned_updates(n_offline: int, n_dagger: int, rounds: int, cfg: TransferConfig) -> int:
-    """Optimiser steps the whole schedule will take (offline epochs, then each DAgger round
-    training on the aggregate), so the learning rate decays to zero at the end."""
-    steps = cfg.epochs * max(n_offline // cfg.batch_size, 1)
-    for r in range(rounds):
-        size = n_offline + n_dagger * (r + 1) // rounds
-        steps += cfg.dagger_epochs * max(size // cfg.batch_size, 1)
-    return steps
 
 
 def save_student(teacher, distiller: Distiller, world: dict, path: Path):
@@ -262,11 +273,3 @@ def signals_used(cfg: TransferConfig) -> dict:
         "finetune": f"RL reward in {cfg.finetune_domain}" if cfg.finetune_steps else "none",
         "baseline": "RL reward in real (PPO from pixels)" if cfg.baseline else "not run",
     }
-
-
-def train_default_teacher(directory: Path, cfg: TransferConfig) -> Path:
-    """Train the default teacher (as `python -m simtoreal.train grid`) into ``directory``."""
-    from simtoreal.train import TrainConfig, train
-
-    train(TrainConfig(run_dir=directory, seed=cfg.seed))
-    return directory

@@ -67,6 +67,7 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     lines = [
         "# Transfer report",
         "",
+        *(f"> **Warning:** {w}\n" for w in summary.get("warnings", [])),
         f"Teacher: `{summary['teacher_dir']}`. World: "
         + ", ".join(f"{k}={v}" for k, v in summary["env"].items())
         + ".",

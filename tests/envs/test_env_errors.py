@@ -54,8 +54,12 @@ def test_single_env_refuses_invalid_actions(action, fix):
         _make_single().step(action)
 
 
-def test_whole_float_actions_are_accepted():
-    _make_single().step(2.0)
+@pytest.mark.parametrize("action", [1.0, np.float32(2.0), np.array([3.0])])
+def test_whole_float_actions_are_refused_as_discrete_contains_does(action):
+    with pytest.raises(ActionError, match=r"pass int\(action\)"):
+        _make_single().step(action)
+    with pytest.raises(ActionError, match=r"pass int\(action\)"):
+        _make_sb3().step(np.full(N, action, dtype=float).reshape(N))
 
 
 WRONG_BATCH = r"pass one integer action per env, an array of shape \(3,\)"

@@ -14,7 +14,6 @@ from simtoreal.agents.factory import load_teacher
 from simtoreal.agents.surgery import build_student
 from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.errors import CheckpointError, ConfigError, DataError, IncompatibleError, RunDirError
-from simtoreal.train import TrainConfig, train
 from simtoreal.transfer.adapter_io import build_adapter, load_adapter, save_adapter
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import PairedData, collect, paired_batch, random_actor
@@ -22,25 +21,6 @@ from simtoreal.transfer.distill import Distiller
 from simtoreal.transfer.pipeline import run_transfer, world_kwargs
 
 EVAL_EPISODES = 300
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    """A teacher trained for a few seconds on the default world."""
-    run_dir = tmp_path_factory.mktemp("teacher") / "run"
-    train(
-        TrainConfig(
-            run_dir=run_dir,
-            total_steps=40_000,
-            eval_every=20_000,
-            val_episodes=200,
-            eval_episodes=200,
-            checkpoint_every=40_000,
-            gif_episodes=0,
-            progress_bar=False,
-        )
-    )
-    return run_dir
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,250 @@
+"""Adapter training with a frame budget: offline random-walk pairs, then DAgger rounds, with
+atomic checkpoints so that a killed run resumes where it stopped.
+
+Training runs in *phases*: phase 0 trains on the offline data, phase ``r + 1`` collects DAgger
+round ``r`` and trains on the aggregate. Frames are not stored: the offline data is recollected
+from its seed, and each DAgger round from the adapter weights it started with (kept in the
+checkpoint), which gives the same frames again. A checkpoint holds the adapter, the optimiser
+and scheduler, the position ``(phase, epoch, batch)``, the latent scale and the wall time spent.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from simtoreal.errors import CheckpointError
+from simtoreal.runs import append_jsonl, atomic_write_bytes, atomic_write_jsonl
+from simtoreal.transfer.config import TransferConfig
+from simtoreal.transfer.data import PairedData, collect, mixed_actor, paired_batch, random_actor
+from simtoreal.transfer.distill import Distiller, linear_decay
+
+CHECKPOINT_FILE = "checkpoint.pt"
+DONE = -1  # phase of a checkpoint written after the last phase
+
+
+@dataclass
+class Position:
+    """Where training stands: the next batch to train on."""
+
+    phase: int = 0
+    epoch: int = 0
+    batch: int = 0
+    elapsed_s: float = 0.0
+    """Training wall time spent before this position (over all processes of the run)."""
+
+
+@dataclass
+class Plan:
+    """The frame budget split into offline and DAgger data, from a config."""
+
+    n_offline: int
+    n_dagger: int
+    rounds: int
+
+    @classmethod
+    def of(cls, cfg: TransferConfig) -> Plan:
+        n_dagger = int(cfg.frames * cfg.dagger_share) if cfg.dagger_rounds else 0
+        rounds = cfg.dagger_rounds if n_dagger else 0
+        return cls(cfg.frames - n_dagger, n_dagger, rounds)
+
+    @property
+    def frames(self) -> int:
+        """Frames rendered for training in all (each round collects an equal share)."""
+        return self.n_offline + (self.n_dagger // self.rounds * self.rounds if self.rounds else 0)
+
+    def updates(self, cfg: TransferConfig) -> int:
+        """Optimiser steps of the whole schedule, so the learning rate decays to zero at the end."""
+        steps = cfg.epochs * max(self.n_offline // cfg.batch_size, 1)
+        for r in range(self.rounds):
+            size = self.n_offline + self.n_dagger * (r + 1) // self.rounds
+            steps += cfg.dagger_epochs * max(size // cfg.batch_size, 1)
+        return steps
+
+
+class Trainer:
+    """Runs the phases of one transfer run's adapter training, checkpointing as it goes."""
+
+    def __init__(self, distiller: Distiller, world: dict, cfg: TransferConfig, run_dir: Path):
+        self.distiller, self.cfg, self.run_dir = distiller, cfg, run_dir
+        self.plan = Plan.of(cfg)
+        self.optimizer = distiller.student.make_optimizer(cfg.lr, fused=True)
+        self.scheduler = linear_decay(self.optimizer, self.plan.updates(cfg))
+        self.batch = paired_batch(
+            {**world, "frame_stack": cfg.frame_stack}, cfg.num_envs, cfg.train_domain
+        )
+        self.round_starts: list[dict[str, torch.Tensor]] = []
+        self.position = Position()
+        self._last_save = time.perf_counter()
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def save(self, position: Position) -> None:
+        """Write the checkpoint atomically (one file, loaded back with ``weights_only=True``)."""
+        state = {
+            "adapter": self.distiller.adapter.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "position": asdict(position),
+            "latent_scale": self.distiller.latent_scale,
+            "seen": self.distiller.seen,
+            "round_starts": self.round_starts,
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.run_dir / CHECKPOINT_FILE, buffer.getvalue())
+        self._last_save = time.perf_counter()
+
+    def restore(self) -> bool:
+        """Load the run's checkpoint if there is one; True when one was loaded."""
+        path = self.run_dir / CHECKPOINT_FILE
+        if not path.is_file():
+            return False
+        try:
+            state = torch.load(path, map_location=self.distiller.device, weights_only=True)
+            self.distiller.adapter.load_state_dict(state["adapter"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, EOFError, ValueError) as err:
+            raise CheckpointError(
+                f"cannot resume from {path} ({type(err).__name__}: {err}): the checkpoint is "
+                "damaged or from another configuration; start again with --overwrite."
+            ) from err
+        self.position = Position(**state["position"])
+        self.distiller.latent_scale = state["latent_scale"]
+        self.distiller.seen = int(state["seen"])
+        self.round_starts = list(state["round_starts"])
+        drop_metrics_after(self.run_dir / "metrics.jsonl", self.distiller.seen)
+        return True
+
+    # -- the phases -----------------------------------------------------------------------------
+
+    def run(self, writer: SummaryWriter | None = None) -> dict:
+        """Train from the current position to the end of the budget; return the train summary."""
+        cfg, plan, pos = self.cfg, self.plan, self.position
+        start = time.perf_counter() - pos.elapsed_s
+        deadline = start + cfg.max_train_seconds if cfg.max_train_seconds else None
+        bar = tqdm(total=cfg.frames, desc="frames", unit="fr", leave=False, disable=None)
+        progress = _Progress(bar, cfg.frames)
+        last: dict = {}
+        data = None
+        if pos.phase != DONE:
+            data = collect(self.batch, plan.n_offline, random_actor(cfg.seed), cfg.seed, progress)
+            for r in range(plan.rounds):
+                if r < pos.phase - 1:  # a finished round: collect its frames again
+                    data = data.concat(self._collect_round(r, progress))
+            for phase in range(pos.phase, plan.rounds + 1):
+                if phase > 0:
+                    if phase > pos.phase:  # a new round: keep the weights it starts from
+                        self.round_starts.append(_clone(self.distiller.adapter.state_dict()))
+                        self.save(Position(phase, 0, 0, time.perf_counter() - start))
+                    data = data.concat(self._collect_round(phase - 1, progress))
+                first = (pos.epoch, pos.batch) if phase == pos.phase else (0, 0)
+                last = self._train_phase(phase, data, first, start, deadline, writer)
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+            self.save(Position(DONE, 0, 0, time.perf_counter() - start))
+        bar.close()
+        return {
+            "frames": plan.frames if data is None else len(data),
+            "samples": self.distiller.seen,
+            "wall_time_s": time.perf_counter() - start,
+            "last_loss": last,
+            "dagger_rounds": plan.rounds,
+            "stopped_by_deadline": bool(deadline and time.perf_counter() > deadline),
+            "resumed": self.position != Position(),
+        }
+
+    def _collect_round(self, r: int, progress: Callable[[int], None]) -> PairedData:
+        """DAgger round ``r``'s frames, collected with the adapter weights the round started from."""
+        cfg, distiller = self.cfg, self.distiller
+        current = _clone(distiller.adapter.state_dict())
+        distiller.adapter.load_state_dict(self.round_starts[r])
+        beta = cfg.dagger_beta * 0.5**r
+        actor = mixed_actor(distiller.teacher_act, distiller.student_act, beta, cfg.seed + r + 1)
+        data = collect(
+            self.batch, self.plan.n_dagger // self.plan.rounds, actor, _round_seed(cfg, r), progress
+        )
+        distiller.adapter.load_state_dict(current)
+        return data
+
+    def _train_phase(self, phase, data, first, start, deadline, writer) -> dict:
+        cfg = self.cfg
+        stage = "offline" if phase == 0 else f"dagger{phase - 1}"
+        epochs = cfg.epochs if phase == 0 else cfg.dagger_epochs
+        seed = cfg.seed if phase == 0 else _round_seed(cfg, phase - 1)
+
+        def on_position(epoch: int, batch: int) -> None:
+            if time.perf_counter() - self._last_save >= cfg.checkpoint_seconds:
+                self.save(Position(phase, epoch, batch, time.perf_counter() - start))
+
+        return self.distiller.fit(
+            data,
+            epochs,
+            self.optimizer,
+            cfg.batch_size,
+            seed,
+            deadline,
+            _metrics_logger(self.run_dir / "metrics.jsonl", stage, start, self.optimizer, writer),
+            self.scheduler,
+            start=first,
+            on_position=on_position,
+        )
+
+
+def _round_seed(cfg: TransferConfig, r: int) -> int:
+    return cfg.seed + 100_000 * (r + 1)
+
+
+def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+class _Progress:
+    """Progress of data collection: the tqdm bar on a terminal, else a line every 10%."""
+
+    def __init__(self, bar: tqdm, total: int) -> None:
+        self.bar, self.total, self.done, self.next_line = bar, total, 0, 0.1
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        if self.bar.disable and self.done >= self.next_line * self.total:
+            print(f"frames collected: {self.done:,} / {self.total:,}", flush=True)
+            self.next_line += 0.1
+
+
+def _metrics_logger(path: Path, stage: str, start: float, optimizer, writer):
+    """``on_batch`` hook: the first batch of each stage, then every 25th, to metrics.jsonl and
+    TensorBoard."""
+    batches = iter(range(1 << 62))
+
+    def on_batch(rec: dict) -> None:
+        if next(batches) % 25:
+            return
+        lr = optimizer.param_groups[0]["lr"]
+        append_jsonl(path, {"stage": stage, "t": time.perf_counter() - start, "lr": lr, **rec})
+        if writer is not None:
+            for k, v in rec.items():
+                if k != "samples":
+                    writer.add_scalar(f"adapter/{k}", v, rec["samples"])
+            writer.add_scalar("adapter/lr", lr, rec["samples"])
+
+    return on_batch
+
+
+def drop_metrics_after(path: Path, samples: int) -> None:
+    """Drop metric lines logged after the checkpoint a run resumes from."""
+    from simtoreal.runs import read_jsonl
+
+    records = read_jsonl(path)
+    kept = [r for r in records if r.get("samples", 0) <= samples]
+    if len(kept) != len(records):
+        atomic_write_jsonl(path, kept)

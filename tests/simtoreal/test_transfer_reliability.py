@@ -1,0 +1,432 @@
+"""Transfer reliability: overwrite never loses an input, refusals write nothing, failed runs are
+marked, kill -9 resumes to the same adapter, and every config field reaches what it configures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+from safetensors.torch import load_file
+from stable_baselines3 import DQN, PPO
+
+from simtoreal.errors import CheckpointError, ConfigError, IncompatibleError, RunDirError
+from simtoreal.runs import FAILED_FILE, prepare_run_dir
+from simtoreal.transfer import pipeline
+from simtoreal.transfer.__main__ import main as transfer_main
+from simtoreal.transfer.config import TransferConfig
+from simtoreal.transfer.distill import Distiller, check_teacher
+from simtoreal.transfer.pipeline import resume_transfer, run_transfer
+from simtoreal.transfer.training import CHECKPOINT_FILE
+
+_MKDIR = Path.mkdir
+TINY = {
+    "frames": 1_024,
+    "epochs": 1,
+    "dagger_share": 0.0,
+    "num_envs": 64,
+    "batch_size": 128,
+    "eval_episodes": 8,
+    "severities": (0.5,),
+    "gif_episodes": 0,
+    "torch_threads": 1,
+}
+
+
+def _cfg(teacher_dir, run_dir, **kwargs) -> TransferConfig:
+    return TransferConfig(teacher=teacher_dir, run_dir=run_dir, **{**TINY, **kwargs})
+
+
+def _adapter(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "adapter" / "adapter.safetensors")
+
+
+# -- overwrite and the run directory -------------------------------------------------------------
+
+
+def test_overwrite_keeps_the_teacher_that_lives_inside_the_run_dir(teacher_dir, tmp_path):
+    """The README job's natural rerun: --teacher X/teacher --run-dir X --overwrite."""
+    run = tmp_path / "X"
+    shutil.copytree(teacher_dir, run / "teacher")
+    (run / "config.json").write_text('{"kind": "transfer"}')
+    (run / "old-output.txt").write_text("from the earlier run")
+    summary = run_transfer(_cfg(run / "teacher", run, overwrite=True))
+    assert (run / "teacher" / "best_model.zip").is_file()
+    assert (run / "teacher" / "summary.json").is_file()
+    assert not (run / "old-output.txt").exists()
+    assert summary["teacher_dir"] == str(run / "teacher")
+    assert [p.name for p in tmp_path.iterdir()] == ["X"]  # nothing left aside
+
+
+def test_run_dir_that_is_the_teacher_is_refused_and_nothing_moves(teacher_dir, tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, teacher)
+    before = sorted(p.name for p in teacher.iterdir())
+    with pytest.raises(RunDirError, match="input of this run"):
+        run_transfer(_cfg(teacher, teacher, overwrite=True))
+    assert sorted(p.name for p in teacher.iterdir()) == before
+
+
+def test_overwrite_puts_the_old_run_back_when_the_new_config_cannot_be_written(
+    tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "teacher").mkdir()
+    (run / "teacher" / "model.zip").write_text("weights")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("simtoreal.runs.atomic_write_json", disk_full)
+    with pytest.raises(RunDirError, match="no space left"):
+        prepare_run_dir(run, overwrite=True, keep=(run / "teacher",), config={"a": 1})
+    assert (run / "teacher" / "model.zip").read_text() == "weights"
+    assert (run / "config.json").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_file_or_read_only_parent_as_run_dir_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="file"):
+        prepare_run_dir(tmp_path / "file" / "run")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes anywhere: make the file system say no instead
+
+        def refuse(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(self))
+
+        Path.mkdir = refuse  # restored below
+    try:
+        with pytest.raises(RunDirError, match="permission denied"):
+            prepare_run_dir(locked / "run")
+    finally:
+        Path.mkdir = _MKDIR
+    assert not (locked / "run").exists()
+
+
+# -- refusals happen before anything is written --------------------------------------------------
+
+
+BAD_CONFIGS = {
+    "num_envs 0": ({"num_envs": 0}, "num_envs=0"),
+    "frame_stack 0": ({"frame_stack": 0}, "frame_stack=0"),
+    "eval_episodes 0": ({"eval_episodes": 0}, "eval_episodes=0"),
+    "channels length": ({"channels": (16, 16)}, "same non-zero length"),
+    "pool nonsense": ({"pool": "nonsense"}, "pool='nonsense'"),
+    "strides too large": ({"strides": (64, 64, 64)}, "shrink"),
+    "no severities": ({"severities": ()}, "severities is empty"),
+    "negative lr": ({"lr": -1.0}, "lr=-1.0"),
+}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_bad_config_is_refused_before_the_run_dir_exists(kwargs, message, tmp_path):
+    argv = ["--run-dir", str(tmp_path / "run")]
+    for key, value in kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag, *map(str, value)] if isinstance(value, tuple) else [flag, str(value)]
+    with pytest.raises(ConfigError, match=message):
+        TransferConfig(**kwargs)
+    with pytest.raises(SystemExit):  # tyro reports the same ConfigError and exits
+        transfer_main(argv)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cuda_without_a_gpu_names_cpu_and_auto(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert transfer_main(["--device", "cuda", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "no CUDA device" in capsys.readouterr().out
+    assert not (tmp_path / "r").exists()
+
+
+def test_truncated_teacher_is_refused_before_the_run_dir_exists(teacher_dir, tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, teacher)
+    best = teacher / "best_model.zip"
+    best.write_bytes(best.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        run_transfer(_cfg(teacher, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_dqn_teacher_is_refused_before_the_run_dir_exists(teacher_dir, tmp_path):
+    teacher = tmp_path / "dqn"
+    shutil.copytree(teacher_dir, teacher)
+    config = json.loads((teacher / "config.json").read_text())
+    (teacher / "config.json").write_text(json.dumps({**config, "algo": "dqn"}))
+    env = gym.make("simtoreal/GridWorld-v0")
+    DQN("MlpPolicy", env, learning_starts=0).save(teacher / "best_model.zip")
+    with pytest.raises(IncompatibleError, match="actor-critic"):
+        run_transfer(_cfg(teacher, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_continuous_action_teacher_is_refused_by_the_library_api():
+    teacher = PPO("MlpPolicy", gym.make("Pendulum-v1"), device="cpu")
+    with pytest.raises(IncompatibleError, match="continuous-action"):
+        check_teacher(teacher)
+    from simtoreal.agents.adapter import AdapterConfig
+    from simtoreal.transfer.adapter_io import build_adapter
+
+    with pytest.raises(IncompatibleError, match="continuous-action"):
+        Distiller(teacher, build_adapter(AdapterConfig(latent_dim=64)))
+
+
+# -- failures, markers and resume ----------------------------------------------------------------
+
+
+def test_a_failed_run_is_marked_and_a_rerun_proceeds_without_overwrite(
+    teacher_dir, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation exploded")
+
+    monkeypatch.setattr(pipeline, "evaluate_transfer", broken)
+    with pytest.raises(RuntimeError):
+        run_transfer(_cfg(teacher_dir, run))
+    marker = json.loads((run / FAILED_FILE).read_text())
+    assert marker["error"] == "RuntimeError" and "exploded" in marker["message"]
+    assert "--resume" in marker["next"]
+    monkeypatch.undo()
+    run_transfer(_cfg(teacher_dir, run))  # no --overwrite needed
+    assert (run / "summary.json").is_file() and not (run / FAILED_FILE).exists()
+
+
+def test_resume_after_an_interruption_gives_the_same_adapter(teacher_dir, tmp_path, monkeypatch):
+    """Interrupt during a DAgger round (after a mid-epoch checkpoint), resume, compare with an
+    uninterrupted run of the same config."""
+    kwargs = {"dagger_share": 0.5, "dagger_rounds": 2, "checkpoint_seconds": 1e-9}
+    run_transfer(_cfg(teacher_dir, tmp_path / "whole", **kwargs))
+
+    calls = {"n": 0}
+    real_fit = Distiller.fit
+
+    def interrupted_fit(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first DAgger round: stop after its third batch
+            hook = kw["on_position"]
+
+            def stop_after_three(epoch, batch):
+                hook(epoch, batch)
+                if batch == 3:
+                    raise KeyboardInterrupt
+
+            kw["on_position"] = stop_after_three
+        return real_fit(self, *args, **kw)
+
+    monkeypatch.setattr(Distiller, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_transfer(_cfg(teacher_dir, tmp_path / "cut", **kwargs))
+    monkeypatch.undo()
+    assert (tmp_path / "cut" / CHECKPOINT_FILE).is_file()
+    assert json.loads((tmp_path / "cut" / FAILED_FILE).read_text())["error"] == "KeyboardInterrupt"
+    summary = resume_transfer(tmp_path / "cut")
+    assert summary["train"]["resumed"]
+    whole, cut = _adapter(tmp_path / "whole"), _adapter(tmp_path / "cut")
+    for name in whole:
+        torch.testing.assert_close(cut[name], whole[name], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_of_a_finished_or_foreign_run_is_refused(teacher_dir, tmp_path):
+    run_transfer(_cfg(teacher_dir, tmp_path / "done"))
+    with pytest.raises(RunDirError, match="already finished"):
+        resume_transfer(tmp_path / "done")
+    with pytest.raises(RunDirError, match="not a transfer run"):
+        resume_transfer(teacher_dir)
+
+
+def _transfer_cmd(teacher_dir, run_dir, *extra) -> list[str]:
+    flags = []
+    for key, value in {
+        **TINY,
+        "frames": 4_096,
+        "dagger_share": 0.5,
+        "checkpoint_seconds": 0.05,
+    }.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag, *map(str, value)] if isinstance(value, tuple) else [flag, str(value)]
+    return [sys.executable, "-m", "simtoreal.transfer", "--teacher", str(teacher_dir),
+            "--run-dir", str(run_dir), *flags, *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("after_samples", [256, 3_000])
+def test_kill_9_then_resume_from_the_command_line(teacher_dir, tmp_path, after_samples):
+    """A real SIGKILL, during offline training (256) or the DAgger round (3,000 samples)."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_transfer_cmd(teacher_dir, run), stdout=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        lines = (
+            (run / "metrics.jsonl").read_text().splitlines()
+            if (run / "metrics.jsonl").exists()
+            else []
+        )
+        if (
+            lines
+            and json.loads(lines[-1])["samples"] >= after_samples
+            and (run / CHECKPOINT_FILE).exists()
+        ):
+            break
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if not killed:
+        pytest.skip("the run finished before it could be killed")
+    assert not (run / "summary.json").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "simtoreal.transfer", "--resume", str(run)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train"]["resumed"] and summary["train"]["frames"] == 4_096
+    samples = [
+        json.loads(line)["samples"] for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert samples == sorted(samples)  # lines logged after the checkpoint were dropped
+
+
+def test_resume_takes_no_other_flags(tmp_path, capsys):
+    assert transfer_main(["--resume", str(tmp_path), "--frames", "2048"]) == 2
+    assert "--resume takes no other flags" in capsys.readouterr().out
+
+
+# -- every field reaches what it configures ------------------------------------------------------
+
+
+def _adapter_json(run_dir: Path) -> dict:
+    return json.loads((run_dir / "adapter" / "adapter.json").read_text())
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# field -> (new value, probe of the finished run that differs from the default run's)
+FIELD_PROBES = {
+    "seed": (1, lambda s, d: _adapter(d)["linear.0.weight"].sum().item()),
+    "frames": (1_536, lambda s, d: s["train"]["frames"]),
+    "dagger_share": (0.5, lambda s, d: sorted({m["stage"] for m in _metrics(d)})),
+    "dagger_rounds": (2, lambda s, d: s["train"]["dagger_rounds"]),
+    "dagger_beta": (1.0, lambda s, d: _adapter(d)["linear.0.weight"].sum().item()),
+    "train_domain": ("sim", lambda s, d: s["signals"]["adapter"]),
+    "num_envs": (32, lambda s, d: _adapter(d)["linear.0.weight"].sum().item()),
+    "frame_stack": (2, lambda s, d: _adapter_json(d)["image_shape"]),
+    "loss": ("latent", lambda s, d: sorted(_metrics(d)[0])),
+    "latent_weight": (3.0, lambda s, d: _metrics(d)[0]["loss"]),
+    "action_weight": (3.0, lambda s, d: _metrics(d)[0]["loss"]),
+    "epochs": (2, lambda s, d: s["train"]["samples"]),
+    "dagger_epochs": (2, lambda s, d: s["train"]["samples"]),
+    "batch_size": (64, lambda s, d: _metrics(d)[0]["samples"]),
+    "lr": (1e-4, lambda s, d: _metrics(d)[0]["lr"]),
+    "max_train_seconds": (1e-6, lambda s, d: s["train"]["stopped_by_deadline"]),
+    "channels": ((8, 8, 4), lambda s, d: _adapter_json(d)["channels"]),
+    "kernels": ((4, 3, 3), lambda s, d: _adapter_json(d)["kernels"]),
+    "strides": ((4, 2, 1), lambda s, d: _adapter_json(d)["strides"]),
+    "pool": ("flatten", lambda s, d: _adapter_json(d)["pool"]),
+    "eval_episodes": (5, lambda s, d: s["teacher"]["n_episodes"]),
+    "severities": ((0.25,), lambda s, d: sorted(s["student"]["real"])),
+    "severity": (0.25, lambda s, d: sorted(s["student"]["real"])),
+    "gif_episodes": (1, lambda s, d: (d / "student.gif").is_file()),
+    "torch_threads": (2, lambda s, d: s["torch_threads"]),
+}
+# Fields tested elsewhere, with the test that shows their effect.
+TESTED_ELSEWHERE = {
+    "teacher": "test_overwrite_keeps_the_teacher_that_lives_inside_the_run_dir",
+    "run_dir": "every test here",
+    "overwrite": "test_overwrite_keeps_the_teacher_that_lives_inside_the_run_dir",
+    "checkpoint_seconds": "test_resume_after_an_interruption_gives_the_same_adapter",
+    "finetune_steps": "test_transfer.py::test_finetune_and_baseline_stages_report_what_they_measured",
+    "finetune_domain": "test_finetune_domain_reaches_the_finetuning_env",
+    "head_lr_scale": "test_transfer.py::test_finetune_with_a_scaled_head_learning_rate_changes_the_head",
+    "baseline": "test_transfer.py::test_finetune_and_baseline_stages_report_what_they_measured",
+    "baseline_max_frames": "test_baseline_budgets_reach_the_baseline",
+    "baseline_wall_multiple": "test_baseline_budgets_reach_the_baseline",
+    "device": "test_cuda_without_a_gpu_names_cpu_and_auto",
+    "min_teacher_success": "test_weak_teacher_is_flagged_in_summary_and_report",
+}
+
+
+def test_every_field_is_probed():
+    fields = {f.name for f in dataclasses.fields(TransferConfig)}
+    assert fields == set(FIELD_PROBES) | set(TESTED_ELSEWHERE)
+
+
+@pytest.fixture(scope="module")
+def default_run(teacher_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    return run_transfer(_cfg(teacher_dir, run_dir)), run_dir
+
+
+@pytest.mark.parametrize("field", list(FIELD_PROBES))
+def test_field_reaches_what_it_configures(field, default_run, teacher_dir, tmp_path):
+    value, probe = FIELD_PROBES[field]
+    base_summary, base_dir = default_run
+    kwargs = {field: value}
+    if field in ("dagger_rounds", "dagger_beta", "dagger_epochs"):
+        kwargs["dagger_share"] = 0.5  # DAgger settings act only when there is DAgger data
+    summary = run_transfer(_cfg(teacher_dir, tmp_path / "run", **kwargs))
+    assert probe(summary, tmp_path / "run") != probe(base_summary, base_dir), field
+
+
+def test_finetune_domain_reaches_the_finetuning_env(teacher_dir, tmp_path, monkeypatch):
+    seen = []
+    from simtoreal.envs.sb3 import GridWorldVecEnv as real
+    from simtoreal.transfer import finetune
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("domain"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "GridWorldVecEnv", spy)
+    run_transfer(_cfg(teacher_dir, tmp_path / "run", finetune_steps=128, finetune_domain="real"))
+    assert seen == ["real"]
+
+
+def test_baseline_budgets_reach_the_baseline(teacher_dir, tmp_path):
+    summary = run_transfer(
+        _cfg(
+            teacher_dir,
+            tmp_path / "run",
+            baseline=True,
+            baseline_max_frames=512,
+            baseline_wall_multiple=0.5,
+        )
+    )
+    base = summary["baseline"]
+    assert base["budget_s"] == pytest.approx(0.5 * summary["train"]["wall_time_s"])
+    assert base["final"]["frames"] <= 512 + 16 * 128  # stops within one rollout of the budget
+
+
+def test_weak_teacher_is_flagged_in_summary_and_report(teacher_dir, tmp_path):
+    from simtoreal.agents.factory import PolicyConfig, PPOConfig, make_model
+    from simtoreal.envs.sb3 import GridWorldVecEnv
+    from simtoreal.runs import atomic_save_model
+
+    weak = tmp_path / "weak"
+    shutil.copytree(teacher_dir, weak)
+    untrained = make_model("ppo", GridWorldVecEnv(128), PPOConfig(), PolicyConfig(), seed=3)
+    atomic_save_model(untrained, weak / "best_model.zip")
+    summary = run_transfer(_cfg(weak, tmp_path / "run", eval_episodes=40))
+    assert summary["teacher"]["success_rate"] < 0.8
+    assert "means little" in summary["warnings"][0]
+    assert "means little" in (tmp_path / "run" / "report.md").read_text()
+    quiet = run_transfer(_cfg(weak, tmp_path / "quiet", eval_episodes=40, min_teacher_success=0.0))
+    assert quiet["warnings"] == []
