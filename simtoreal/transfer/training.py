@@ -82,6 +82,7 @@ class Trainer:
         )
         self.round_starts: list[dict[str, torch.Tensor]] = []
         self.position = Position()
+        self.lines = False
         self._last_save = time.perf_counter()
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -132,6 +133,7 @@ class Trainer:
         start = time.perf_counter() - pos.elapsed_s
         deadline = start + cfg.max_train_seconds if cfg.max_train_seconds else None
         bar = tqdm(total=cfg.frames, desc="frames", unit="fr", leave=False, disable=None)
+        self.lines = bool(bar.disable)  # no bar (not a terminal): print progress lines instead
         progress = _Progress(bar, cfg.frames)
         last: dict = {}
         data = None
@@ -192,7 +194,9 @@ class Trainer:
             cfg.batch_size,
             seed,
             deadline,
-            _metrics_logger(self.run_dir / "metrics.jsonl", stage, start, self.optimizer, writer),
+            _metrics_logger(
+                self.run_dir / "metrics.jsonl", stage, start, self.optimizer, writer, self.lines
+            ),
             self.scheduler,
             start=first,
             on_position=on_position,
@@ -221,16 +225,22 @@ class _Progress:
             self.next_line += 0.1
 
 
-def _metrics_logger(path: Path, stage: str, start: float, optimizer, writer):
+def _metrics_logger(path: Path, stage: str, start: float, optimizer, writer, lines: bool):
     """``on_batch`` hook: the first batch of each stage, then every 25th, to metrics.jsonl and
-    TensorBoard."""
+    TensorBoard, and as a printed line when ``lines`` (no progress bar: output is not a tty)."""
     batches = iter(range(1 << 62))
 
     def on_batch(rec: dict) -> None:
         if next(batches) % 25:
             return
         lr = optimizer.param_groups[0]["lr"]
-        append_jsonl(path, {"stage": stage, "t": time.perf_counter() - start, "lr": lr, **rec})
+        t = time.perf_counter() - start
+        append_jsonl(path, {"stage": stage, "t": t, "lr": lr, **rec})
+        if lines:
+            print(
+                f"{stage}: {rec['samples']:,} samples, loss {rec['loss']:.4f}, {t:.0f} s",
+                flush=True,
+            )
         if writer is not None:
             for k, v in rec.items():
                 if k != "samples":

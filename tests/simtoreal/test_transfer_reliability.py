@@ -430,3 +430,27 @@ def test_weak_teacher_is_flagged_in_summary_and_report(teacher_dir, tmp_path):
     assert "means little" in (tmp_path / "run" / "report.md").read_text()
     quiet = run_transfer(_cfg(weak, tmp_path / "quiet", eval_episodes=40, min_teacher_success=0.0))
     assert quiet["warnings"] == []
+
+
+# -- what the README shows -----------------------------------------------------------------------
+
+
+def test_the_readme_snippet_acts_with_a_trained_student(teacher_dir, tmp_path):
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Use a trained student", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    run_transfer(_cfg(teacher_dir, tmp_path / "run"))
+    placeholder = "runs/transfer-20261129-101500/student.zip"
+    assert placeholder in code
+    scope: dict = {}
+    exec(code.replace(placeholder, str(tmp_path / "run" / "student.zip")), scope)
+    assert scope["done"] and scope["env"].observation_space.contains(scope["obs"])
+
+
+def test_transfer_help_names_the_module_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "simtoreal.transfer", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: python -m simtoreal.transfer")
+    assert "runs/teacher-" in done.stdout and "runs/grid-" not in done.stdout
