@@ -16,14 +16,17 @@ from typing import Any
 import gymnasium as gym
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from simtoreal.agents.extractors import GridEncoder
+from simtoreal.agents.extractors import GridEncoder, GridMapEncoder
 from simtoreal.errors import CheckpointError, ConfigError, IncompatibleError, RunDirError
 from simtoreal.runs import load_config
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+#: PolicyConfig.encoder -> the features extractor that reads the state view.
+ENCODERS: dict[str, type[BaseFeaturesExtractor]] = {"mlp": GridEncoder, "grid_cnn": GridMapEncoder}
 #: Model files of a teacher run directory, by ``which``.
 TEACHER_FILES = {"best": "best_model.zip", "final": "model.zip"}
 
@@ -35,12 +38,22 @@ def _require(ok: bool, message: str) -> None:
 
 @dataclass
 class PolicyConfig:
-    """The teacher network: GridEncoder latent, then separate pi / vf heads."""
+    """The teacher network: an encoder to the latent, then separate pi / vf heads."""
 
+    encoder: str = "mlp"
+    """State encoder: mlp (GridEncoder, linear layers over the state vector) or grid_cnn
+    (GridMapEncoder, a CNN over the obstacle map as a 2-D grid; obstacle worlds only)."""
     latent_dim: int = 128
-    """Size of the GridEncoder latent (the CNN adapter must produce the same size)."""
+    """Size of the encoder's latent (the CNN adapter must produce the same size)."""
     hidden: tuple[int, ...] = ()
-    """Hidden layer sizes inside GridEncoder before the latent (none: one Linear + ReLU)."""
+    """Hidden layer sizes inside GridEncoder before the latent (encoder mlp; none: one Linear +
+    ReLU)."""
+    cnn_channels: tuple[int, ...] = (16, 16)
+    """Channels of each 3x3 conv layer of GridMapEncoder (encoder grid_cnn)."""
+    cnn_strides: tuple[int, ...] = (1, 1)
+    """Stride of each conv layer of GridMapEncoder, one per cnn_channels entry (encoder grid_cnn)."""
+    egocentric: bool = False
+    """GridMapEncoder sees the grid centred on the agent (encoder grid_cnn)."""
     net_arch: tuple[int, ...] = (64,)
     """Hidden layer sizes of the policy and value heads (the reference's RLPolicy: 64)."""
     activation: str = "relu"
@@ -48,11 +61,25 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         self.hidden, self.net_arch = tuple(self.hidden), tuple(self.net_arch)
-        sizes = (self.latent_dim, *self.hidden, *self.net_arch)
+        self.cnn_channels, self.cnn_strides = tuple(self.cnn_channels), tuple(self.cnn_strides)
+        sizes = (self.latent_dim, *self.hidden, *self.net_arch, *self.cnn_channels,
+                 *self.cnn_strides)  # fmt: skip
         _require(
-            all(isinstance(s, int) and s >= 1 for s in sizes),
+            all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes),
             f"layer sizes must be positive ints, got latent_dim={self.latent_dim}, "
-            f"hidden={self.hidden}, net_arch={self.net_arch}.",
+            f"hidden={self.hidden}, net_arch={self.net_arch}, cnn_channels={self.cnn_channels}, "
+            f"cnn_strides={self.cnn_strides}.",
+        )
+        _require(
+            self.encoder in ENCODERS,
+            f"unknown encoder {self.encoder!r}: use one of {', '.join(ENCODERS)} (grid_cnn for "
+            "worlds with obstacles).",
+        )
+        _require(
+            bool(self.cnn_channels) and len(self.cnn_strides) == len(self.cnn_channels),
+            f"cnn_channels={self.cnn_channels} and cnn_strides={self.cnn_strides} describe the "
+            "same conv layers: give them the same non-zero length, e.g. --policy.cnn-channels 16 16 "
+            "--policy.cnn-strides 1 2.",
         )
         _require(
             self.activation in ACTIVATIONS,
@@ -171,11 +198,20 @@ def check_algo(algo: str) -> None:
 
 
 def policy_kwargs(algo: str, policy: PolicyConfig) -> dict[str, Any]:
-    """SB3 ``policy_kwargs`` of the teacher: GridEncoder features, then the heads."""
+    """SB3 ``policy_kwargs`` of the teacher: the encoder's features, then the heads."""
     check_algo(algo)
+    if policy.encoder == "grid_cnn":
+        encoder_kwargs = {
+            "latent_dim": policy.latent_dim,
+            "channels": policy.cnn_channels,
+            "strides": policy.cnn_strides,
+            "egocentric": policy.egocentric,
+        }
+    else:
+        encoder_kwargs = {"latent_dim": policy.latent_dim, "hidden": policy.hidden}
     kwargs: dict[str, Any] = {
-        "features_extractor_class": GridEncoder,
-        "features_extractor_kwargs": {"latent_dim": policy.latent_dim, "hidden": policy.hidden},
+        "features_extractor_class": ENCODERS[policy.encoder],
+        "features_extractor_kwargs": encoder_kwargs,
         "activation_fn": ACTIVATIONS[policy.activation],
     }
     if algo == "dqn":

@@ -67,12 +67,15 @@ from simtoreal.runs import (
     prepare_run_dir,
     read_jsonl,
 )
+from simtoreal.train.presets import with_preset
 
 METRICS_FILE, SUMMARY_FILE, GIF_FILE = "metrics.jsonl", "summary.json", "policy.gif"
 MODEL_FILE, BEST_FILE, BEST_INFO_FILE = "model.zip", "best_model.zip", "best_model.json"
 CHECKPOINT_DIR, KEEP_CHECKPOINTS, REPLAY_SUFFIX = "checkpoints", 2, ".replay.pkl"
 VAL_SEED = 2_000_000
 TB_NAME = "teacher"
+#: The registered ids a teacher can train on: those of the privileged state view.
+STATE_ENV_IDS = [i for i in ENV_IDS if gym.registry[i].kwargs.get("view", "state") == "state"]
 
 
 @dataclass
@@ -80,8 +83,9 @@ class TrainConfig:
     """Train a teacher policy on the state view of a grid world."""
 
     env_id: str = "simtoreal/GridWorld-v0"
-    """Registered env id (a state-view one): simtoreal/GridWorld-v0 or
-    simtoreal/GridWorldObstacles-v0."""
+    """Registered env id of a state view: simtoreal/GridWorld-v0 or
+    simtoreal/GridWorldObstacles-v0 (whose preset, in simtoreal/train/presets.py, fills in
+    the options you do not set)."""
     env_kwargs: dict[str, int | float | str] = field(default_factory=dict)
     """Overrides of the id's registered kwargs, e.g. --env-kwargs size 10 n_obstacles 4."""
     algo: str = "ppo"
@@ -115,7 +119,7 @@ class TrainConfig:
     progress_bar: bool = True
     """Show a progress bar while training."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """The network: GridEncoder latent and the policy / value heads."""
+    """The network: the state encoder (GridEncoder or GridMapEncoder) and the policy / value heads."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO hyperparameters (used with --algo ppo)."""
     a2c: A2CConfig = field(default_factory=A2CConfig)
@@ -127,14 +131,22 @@ class TrainConfig:
         if self.run_dir is not None:
             self.run_dir = Path(self.run_dir)
         if self.env_id not in ENV_IDS:
-            raise ConfigError(f"unknown env id {self.env_id!r}: use one of {', '.join(ENV_IDS)}.")
+            raise ConfigError(
+                f"unknown env id {self.env_id!r}: use one of {', '.join(STATE_ENV_IDS)}."
+            )
         check_algo(self.algo)
         params, view = split_kwargs(self.full_env_kwargs)
         if view.view != "state":
             raise ConfigError(
                 f"{self.env_id} with view={view.view!r}: the teacher trains on the privileged "
-                "state view; use simtoreal/GridWorld-v0 or simtoreal/GridWorldObstacles-v0 (images "
-                "are for the CNN adapter, trained by python -m simtoreal.transfer)."
+                f"state view; use one of {', '.join(STATE_ENV_IDS)} (images are for the CNN "
+                "adapter, trained by python -m simtoreal.transfer)."
+            )
+        if self.policy.encoder == "grid_cnn" and not params.n_obstacles:
+            raise ConfigError(
+                f"--policy.encoder grid_cnn reads the obstacle map, and {self.env_id} with "
+                f"env_kwargs {self.env_kwargs} has no obstacles: use --policy.encoder mlp, or "
+                "simtoreal/GridWorldObstacles-v0."
             )
         for name in ("total_steps", "n_envs", "torch_threads", "eval_every", "val_episodes",
                      "eval_episodes", "checkpoint_every"):  # fmt: skip
@@ -146,6 +158,16 @@ class TrainConfig:
         _check_device(self.device)
         if self.algo == "ppo":
             check_batch_size(self.ppo, self.n_envs)
+
+    @classmethod
+    def for_env(cls, env_id: str, **overrides: Any) -> TrainConfig:
+        """The config of ``env_id`` with its preset (simtoreal/train/presets.py) filling in what
+        ``overrides`` (TrainConfig fields; nested configs as dicts) leave unset, as the CLI does.
+
+        >>> TrainConfig.for_env("simtoreal/GridWorldObstacles-v0", seed=3).policy.encoder
+        'grid_cnn'
+        """
+        return cls.from_dict({**with_preset(overrides, env_id), "env_id": env_id}, "preset")
 
     @property
     def full_env_kwargs(self) -> dict[str, Any]:
@@ -194,12 +216,24 @@ def _construct(cls: type, kwargs: dict, source: str):
 
 
 def _check_device(device: str) -> None:
+    """Refuse a device name torch does not know, or a CUDA device this machine lacks."""
     if device == "auto":
         return
     try:
-        torch.device(device)
+        parsed = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"device={device!r}: use cpu, cuda, cuda:N or auto.") from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={device!r}, but no CUDA device is present on this machine: use --device cpu "
+            "(the default, and fastest for this small network) or --device auto (a GPU only when "
+            "there is one)."
+        )
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s): "
+            "use an index below that, --device cuda or --device auto."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,15 +598,26 @@ def cli(argv: list[str]) -> dict[str, Any]:
                 "--resume takes no other flags: the run continues with its saved config.json."
             )
         return resume(resume_dir)
-    config_file = _flag_value(argv, "--config")
-    default = GridArgs(**_fields_of(read_config_file(config_file))) if config_file else None
+    default = _defaults(argv)
     args = tyro.cli(GridArgs, args=argv, default=default, prog=PROG)
     config = TrainConfig(**{k: v for k, v in _fields_of(args).items() if k not in _LAUNCH_FIELDS})
     return train(config, overwrite=args.overwrite)
 
 
-def read_config_file(path: str | Path) -> TrainConfig:
-    """A TrainConfig from a JSON file; unknown keys are refused."""
+def _defaults(argv: list[str]) -> GridArgs:
+    """What the flags override: the ``--config`` file's values if one is given, and the env's
+    preset (simtoreal/train/presets.py) for every field the file leaves unset."""
+    config_file = _flag_value(argv, "--config")
+    data = read_config_data(config_file) if config_file else {}
+    env_id = _flag_value(argv, "--env-id") or _flag_value(argv, "--env_id")
+    env_id = env_id or data.get("env_id", TrainConfig.env_id)
+    source = str(config_file) if config_file else f"the preset of {env_id}"
+    config = TrainConfig.from_dict({**with_preset(data, env_id), "env_id": env_id}, source)
+    return GridArgs(**_fields_of(config))
+
+
+def read_config_data(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a config file, unchecked (:func:`read_config_file` checks it)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -580,7 +625,15 @@ def read_config_file(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file {path} does not exist: check the path.") from err
     except json.JSONDecodeError as err:
         raise ConfigError(f"config file {path} is not valid JSON: {err}.") from err
-    return TrainConfig.from_dict(data, source=str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def read_config_file(path: str | Path) -> TrainConfig:
+    """A TrainConfig from a JSON file; unknown keys are refused. No preset is applied: the file
+    is taken as complete (a run's config.json is)."""
+    return TrainConfig.from_dict(read_config_data(path), source=str(path))
 
 
 def _fields_of(obj: Any) -> dict[str, Any]:

@@ -184,7 +184,10 @@ def test_corrupt_checkpoint_is_a_clear_error_and_damages_nothing(tmp_path):
     before = _snapshot(run_dir)
     with pytest.raises(CheckpointError, match=last.name):
         resume(run_dir)
-    assert _snapshot(run_dir) == before
+    after = _snapshot(run_dir)
+    failed = json.loads(after.pop("failed.json"))  # the marker says what went wrong
+    assert failed["error"] == "CheckpointError" and last.name in failed["message"]
+    assert after == before
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
