@@ -443,7 +443,7 @@ def run_task(task: Task, cache: FeatureCache, n_layers: int, args: argparse.Name
     result["bag_of_words"] = bag_of_words(task)
     print(f"{task.name} bag of words: {result['bag_of_words']['accuracy']:.4f}", flush=True)
     ft_choice = Choice(n_layers, best["pooling"])
-    ft_config = dataclasses.replace(config, top_k=2, encoder_lr_scale=0.02, finetune_epochs=1,
+    ft_config = dataclasses.replace(config, top_k=2, encoder_lr_scale=0.05, finetune_epochs=1,
                                     batch_size=16)  # fmt: skip
     seeds = args.ft_seeds if task.name == "SST-2" else args.ft_seeds_tweets
     if seeds:

@@ -107,6 +107,8 @@ def _checked(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
+    if not texts:
+        raise DataError("no texts given: pass a list of at least one non-empty string.")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         raise DataError(

@@ -311,15 +311,13 @@ def _text_epoch(
 def predict_texts(
     stack: Stack, tokenizer: Any, texts: Sequence[str], config: NLPConfig
 ) -> torch.Tensor:
-    """Logits ``(N, C)`` of the whole stack on raw texts, batched, in eval mode, in the order
-    given (batches are sorted by length for dynamic padding)."""
+    """Logits ``(N, C)`` of the whole stack on raw texts, in eval mode and in the order given
+    (batches are formed by length so that dynamic padding wastes little)."""
     stack.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = torch.empty(0)
-    chunks = []
-    for i in range(0, len(order), config.batch_size):
-        rows = order[i : i + config.batch_size]
-        chunks.append(stack(tokenize(tokenizer, [texts[j] for j in rows], config.max_length)))
-    if chunks:
-        out = torch.cat(chunks)[torch.from_numpy(np.argsort(order))]
-    return out
+    chunks = [
+        stack(tokenize(tokenizer, [texts[j] for j in order[i : i + config.batch_size]],
+                       config.max_length))
+        for i in range(0, len(order), config.batch_size)
+    ]  # fmt: skip
+    return torch.cat(chunks)[torch.from_numpy(np.argsort(order))]

@@ -337,3 +337,17 @@ def test_packaged_minilm_is_the_default_and_taps_every_layer():
     assert feats["mean"].shape == (3, 7, 384) and torch.equal(feats["mean"][0], feats["mean"][2])
     emb = torch.nn.functional.normalize(feats["mean"][:, -1], dim=1)
     assert float(emb[0] @ emb[1]) < 0.999  # different sentences, different embeddings
+
+
+def test_split_problems_name_the_fix(tmp_path):
+    directory = tmp_path / "d"
+    directory.mkdir()
+    _write_tsv(directory / "dev.tsv", 40, seed=1)
+    with pytest.raises(DataError, match="--train-split"):
+        load_splits(directory, text_column="sentence")
+    _write_tsv(directory / "train.tsv", 40, seed=2)
+    (directory / "test.tsv").write_text("sentence\tlabel\ngood day\tpos\nso so\tmixed\n")
+    with pytest.raises(DataError, match=r"\['mixed'\] are not among the classes"):
+        load_splits(directory, text_column="sentence")
+    splits = load_splits(directory, text_column="sentence", test_split="none")
+    assert splits.test is None and len(splits.val) == 40
