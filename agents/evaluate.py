@@ -18,9 +18,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from simtoreal.envs.batched import GridWorldBatch
 from simtoreal.envs.gym_envs import split_kwargs
 from simtoreal.errors import ConfigError
+from simtoreal.seeds import EVAL_SEED
 
 #: Default first evaluation seed; training uses seeds far below it.
-EVAL_SEED = 1_000_000
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
 

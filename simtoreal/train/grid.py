@@ -6,9 +6,10 @@ evaluation on held-out validation seeds (keeping the best model) and atomic chec
 evaluate the best and final models on held-out test seeds, render a GIF and write summary.json.
 ``--resume RUN_DIR`` continues a killed run from its last checkpoint.
 
-Seeds: training envs use ``seed .. seed + n_envs - 1``; periodic (validation) evaluation uses
-seeds from ``val_seed``; the reported numbers use seeds from ``eval_seed``. Choosing the best model
-on one set and reporting on another keeps the headline honest.
+Seeds (:mod:`simtoreal.seeds`): training envs use the ``"teacher"`` stream of the run seed's own
+block, so runs with different seeds share no world; periodic (validation) evaluation uses seeds
+from ``val_seed``; the reported numbers use seeds from ``eval_seed``. Choosing the best model on
+one set and reporting on another keeps the headline honest.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from simtoreal.agents.factory import (
     load_model,
     make_model,
 )
+from simtoreal.device import resolve_device
 from simtoreal.envs.gym_envs import split_kwargs
 from simtoreal.envs.registration import ENV_IDS
 from simtoreal.envs.sb3 import GridWorldVecEnv
@@ -67,12 +69,12 @@ from simtoreal.runs import (
     prepare_run_dir,
     read_jsonl,
 )
+from simtoreal.seeds import VAL_SEED, check_run_seed, stream
 from simtoreal.train.presets import with_preset
 
 METRICS_FILE, SUMMARY_FILE, GIF_FILE = "metrics.jsonl", "summary.json", "policy.gif"
 MODEL_FILE, BEST_FILE, BEST_INFO_FILE = "model.zip", "best_model.zip", "best_model.json"
 CHECKPOINT_DIR, KEEP_CHECKPOINTS, REPLAY_SUFFIX = "checkpoints", 2, ".replay.pkl"
-VAL_SEED = 2_000_000
 TB_NAME = "teacher"
 #: The registered ids a teacher can train on: those of the privileged state view.
 STATE_ENV_IDS = [i for i in ENV_IDS if gym.registry[i].kwargs.get("view", "state") == "state"]
@@ -91,7 +93,8 @@ class TrainConfig:
     algo: str = "ppo"
     """Algorithm: ppo, a2c or dqn."""
     seed: int = 0
-    """Seed of the model and of the training envs (env i uses seed + i)."""
+    """Seed of the model and of the training envs (0..99; each seed owns its own training worlds,
+    see simtoreal.seeds)."""
     total_steps: int = 50_000
     """Env steps to train for, summed over envs."""
     n_envs: int = 128
@@ -155,7 +158,9 @@ class TrainConfig:
                 raise ConfigError(f"{name}={value!r}: use a positive integer.")
         if self.gif_episodes < 0:
             raise ConfigError(f"gif_episodes={self.gif_episodes}: use 0 (no GIF) or more.")
-        _check_device(self.device)
+        resolve_device(self.device)  # no CUDA device here: say so before anything is written
+        check_run_seed(self.seed)
+        stream(self.seed, "teacher", self.n_envs)  # refuses more envs than a run's seeds
         if self.algo == "ppo":
             check_batch_size(self.ppo, self.n_envs)
 
@@ -213,27 +218,6 @@ def _construct(cls: type, kwargs: dict, source: str):
         return cls(**kwargs)
     except TypeError as err:
         raise ConfigError(f"{source}: a value has the wrong type ({err}).") from err
-
-
-def _check_device(device: str) -> None:
-    """Refuse a device name torch does not know, or a CUDA device this machine lacks."""
-    if device == "auto":
-        return
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"device={device!r}: use cpu, cuda, cuda:N or auto.") from err
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={device!r}, but no CUDA device is present on this machine: use --device cpu "
-            "(the default, and fastest for this small network) or --device auto (a GPU only when "
-            "there is one)."
-        )
-    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s): "
-            "use an index below that, --device cuda or --device auto."
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +284,8 @@ def build_env(config: TrainConfig) -> VecMonitor:
     """The batched SB3 VecEnv of the config's world, with episode statistics."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*render_mode.*")
-        env = GridWorldVecEnv(config.n_envs, seed=config.seed, **config.full_env_kwargs)
+        seed = stream(config.seed, "teacher", config.n_envs)
+        env = GridWorldVecEnv(config.n_envs, seed=seed, **config.full_env_kwargs)
     return VecMonitor(env)
 
 

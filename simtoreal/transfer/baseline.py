@@ -13,6 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
+from simtoreal import seeds
 from simtoreal.agents.adapter import CnnStateAdapter, adapter_kwargs
 from simtoreal.agents.evaluate import evaluate, model_policy_fn
 from simtoreal.envs.sb3 import GridWorldVecEnv
@@ -78,7 +79,9 @@ def pixel_ppo_baseline(
 ) -> dict:
     """Train PPO from real-domain pixels; report success at equal frames and equal wall time."""
     real = {**world, "domain": "real", "severity": cfg.severity, "frame_stack": cfg.frame_stack}
-    env = VecMonitor(GridWorldVecEnv(16, seed=cfg.seed + 11, view="image", **real))
+    env = VecMonitor(
+        GridWorldVecEnv(16, seed=seeds.stream(cfg.seed, "baseline", 16), view="image", **real)
+    )
     policy_kwargs = {
         "features_extractor_class": CnnStateAdapter,
         "features_extractor_kwargs": adapter_kwargs(

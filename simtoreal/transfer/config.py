@@ -8,6 +8,7 @@ from pathlib import Path
 
 from simtoreal.agents.adapter import AdapterConfig, check_feature_map
 from simtoreal.errors import ConfigError
+from simtoreal.seeds import check_run_seed, stream
 
 LOSSES = ("latent", "action", "both")
 _POSITIVE_INTS = (
@@ -126,7 +127,8 @@ class TransferConfig:
                 setattr(self, name, Path(getattr(self, name)))
         for name in _POSITIVE_INTS:
             _check_int(name, getattr(self, name), 1)
-        for name in ("dagger_rounds", "finetune_steps", "gif_episodes", "seed"):
+        check_run_seed(self.seed)
+        for name in ("dagger_rounds", "finetune_steps", "gif_episodes"):
             _check_int(name, getattr(self, name), 0)
         for name in ("lr", "checkpoint_seconds", "baseline_wall_multiple"):
             _check_positive(name, getattr(self, name))
@@ -146,6 +148,9 @@ class TransferConfig:
             raise ConfigError(f"dagger_share={self.dagger_share}: use a value in [0, 1).")
         if self.dagger_share > 0 and self.dagger_rounds < 1:
             raise ConfigError("dagger_share > 0 needs dagger_rounds >= 1 (or set dagger_share 0).")
+        stream(self.seed, "adapter", self.num_envs)  # refuses more envs than a run's seeds
+        if self.dagger_share > 0:
+            stream(self.seed, "dagger", self.num_envs, self.dagger_rounds - 1)
         if not 0.0 <= self.dagger_beta <= 1.0:
             raise ConfigError(f"dagger_beta={self.dagger_beta}: use a probability in [0, 1].")
         if not 0.0 <= self.min_teacher_success <= 1.0:

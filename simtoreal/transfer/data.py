@@ -80,8 +80,11 @@ def collect(
     return PairedData(states[:n_frames], images[:n_frames])
 
 
-def random_actor(seed: int, n_actions: int = 4) -> Callable[[dict], np.ndarray]:
-    gen = np.random.default_rng(seed)
+def random_actor(
+    gen: np.random.Generator | int, n_actions: int = 4
+) -> Callable[[dict], np.ndarray]:
+    """Uniformly random actions for the whole batch, from ``gen`` (or a seed for one)."""
+    gen = np.random.default_rng(gen)
     return lambda obs: gen.integers(0, n_actions, len(obs["state"]))
 
 
@@ -89,11 +92,11 @@ def mixed_actor(
     teacher_act: Callable[[np.ndarray], np.ndarray],
     student_act: Callable[[np.ndarray], np.ndarray],
     beta: float,
-    seed: int,
+    gen: np.random.Generator | int,
 ) -> Callable[[dict], np.ndarray]:
     """DAgger's behaviour policy: per env and step, the teacher's action with probability beta,
     else the student's (the teacher sees the state, the student the frame)."""
-    gen = np.random.default_rng(seed)
+    gen = np.random.default_rng(gen)
 
     def act(obs: dict) -> np.ndarray:
         student = student_act(obs["image"])

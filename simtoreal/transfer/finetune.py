@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from stable_baselines3.common.vec_env import VecMonitor
 
+from simtoreal import seeds
 from simtoreal.agents.evaluate import evaluate, model_policy_fn
 from simtoreal.agents.factory import load_teacher
 from simtoreal.agents.surgery import HEAD_PARTS, build_student, copy_head, set_head_trainable
@@ -32,7 +33,7 @@ def finetune_student(
     env = VecMonitor(
         GridWorldVecEnv(
             16,
-            seed=cfg.seed + 7,
+            seed=seeds.stream(cfg.seed, "finetune", 16),
             view="image",
             domain=cfg.finetune_domain,
             severity=cfg.severity,

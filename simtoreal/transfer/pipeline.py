@@ -32,13 +32,13 @@ from simtoreal.runs import (
     prepare_run_dir,
     write_gif,
 )
+from simtoreal.seeds import HELD_OUT_PAIRS_SEED
 from simtoreal.transfer.adapter_io import build_adapter, save_adapter
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, check_teacher
 from simtoreal.transfer.training import Trainer
 
-HELD_OUT_SEED = 2_000_000  # pairs for latent R^2 / agreement; training uses seeds < 1_000_000
 SUMMARY_FILE = "summary.json"
 
 
@@ -252,8 +252,8 @@ def evaluate_transfer(teacher, distiller: Distiller, world: dict, cfg: TransferC
         pairs = collect(
             paired_batch({**world, "frame_stack": fs}, 256, domain, severity),
             4096,
-            random_actor(HELD_OUT_SEED),
-            HELD_OUT_SEED,
+            random_actor(HELD_OUT_PAIRS_SEED),
+            HELD_OUT_PAIRS_SEED,
         )
         agreement[name] = distiller.agreement(pairs)
     return {

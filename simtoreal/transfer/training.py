@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from simtoreal import seeds
 from simtoreal.errors import CheckpointError
 from simtoreal.runs import append_jsonl, atomic_write_bytes, atomic_write_jsonl
 from simtoreal.transfer.config import TransferConfig
@@ -138,7 +140,13 @@ class Trainer:
         last: dict = {}
         data = None
         if pos.phase != DONE:
-            data = collect(self.batch, plan.n_offline, random_actor(cfg.seed), cfg.seed, progress)
+            data = collect(
+                self.batch,
+                plan.n_offline,
+                random_actor(np.random.default_rng([cfg.seed, 0])),
+                seeds.stream(cfg.seed, "adapter", cfg.num_envs),
+                progress,
+            )
             for r in range(plan.rounds):
                 if r < pos.phase - 1:  # a finished round: collect its frames again
                     data = data.concat(self._collect_round(r, progress))
@@ -170,9 +178,14 @@ class Trainer:
         current = _clone(distiller.adapter.state_dict())
         distiller.adapter.load_state_dict(self.round_starts[r])
         beta = cfg.dagger_beta * 0.5**r
-        actor = mixed_actor(distiller.teacher_act, distiller.student_act, beta, cfg.seed + r + 1)
+        gen = np.random.default_rng([cfg.seed, r + 1])
+        actor = mixed_actor(distiller.teacher_act, distiller.student_act, beta, gen)
         data = collect(
-            self.batch, self.plan.n_dagger // self.plan.rounds, actor, _round_seed(cfg, r), progress
+            self.batch,
+            self.plan.n_dagger // self.plan.rounds,
+            actor,
+            seeds.stream(cfg.seed, "dagger", cfg.num_envs, r),
+            progress,
         )
         distiller.adapter.load_state_dict(current)
         return data
@@ -181,7 +194,7 @@ class Trainer:
         cfg = self.cfg
         stage = "offline" if phase == 0 else f"dagger{phase - 1}"
         epochs = cfg.epochs if phase == 0 else cfg.dagger_epochs
-        seed = cfg.seed if phase == 0 else _round_seed(cfg, phase - 1)
+        shuffle = [cfg.seed, 1_000 + phase]  # the minibatch order of this phase
 
         def on_position(epoch: int, batch: int) -> None:
             if time.perf_counter() - self._last_save >= cfg.checkpoint_seconds:
@@ -192,7 +205,7 @@ class Trainer:
             epochs,
             self.optimizer,
             cfg.batch_size,
-            seed,
+            shuffle,
             deadline,
             _metrics_logger(
                 self.run_dir / "metrics.jsonl", stage, start, self.optimizer, writer, self.lines
@@ -201,10 +214,6 @@ class Trainer:
             start=first,
             on_position=on_position,
         )
-
-
-def _round_seed(cfg: TransferConfig, r: int) -> int:
-    return cfg.seed + 100_000 * (r + 1)
 
 
 def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -218,6 +227,7 @@ class _Progress:
         self.bar, self.total, self.done, self.next_line = bar, total, 0, 0.1
 
     def __call__(self, n: int) -> None:
+        n = min(n, self.total - self.done)  # the last step of a batch may overshoot the budget
         self.bar.update(n)
         self.done += n
         if self.bar.disable and self.done >= self.next_line * self.total:
