@@ -15,6 +15,7 @@ from simtoreal.errors import ConfigError, SimToRealError
 # command -> (module, one-line description); the order is the order of --help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("simtoreal.train.grid", "Train a teacher policy on the state view of a grid world."),
+    "vision": ("simtoreal.train.vision", "Train the vision stack (frozen CNN trunk) as a detector."),
     "nlp": ("simtoreal.train.nlp", "Text classifier on a tapped layer of a frozen transformer."),
 }
 
