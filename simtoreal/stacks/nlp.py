@@ -57,7 +57,7 @@ class NLPConfig:
     """Passes over the training set; the epoch best on validation is kept."""
     lr: float = 1e-3
     """Learning rate of the head (and the layer mix)."""
-    head_batch_size: int = 128
+    head_batch_size: int = 256
     """Examples per head update."""
     weight_decay: float = 1e-4
     """AdamW weight decay of the head."""

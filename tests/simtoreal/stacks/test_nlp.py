@@ -187,7 +187,8 @@ def test_probe_ranks_a_layer_that_carries_the_label_above_one_that_does_not(
     y = torch.from_numpy(splits.label_map.encode(splits.train.labels))
     yv = torch.from_numpy(splits.label_map.encode(splits.val.labels))
     val = (cache.get(splits.val.texts), yv) if with_val else None
-    config = NLPConfig(epochs=15, hidden_dim=32, layer="auto", pooling="mean", cache_dir=None)
+    config = NLPConfig(epochs=15, hidden_dim=32, head_batch_size=32, layer="auto", pooling="mean",
+                       cache_dir=None)  # fmt: skip
     rows = probe_layers(cache.get(splits.train.texts), y, config, 2, val=val, folds=3,
                         poolings=("mean",))  # fmt: skip
     acc = {r["layer"]: r["accuracy"] for r in rows}
