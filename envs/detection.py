@@ -58,9 +58,14 @@ def render_detection(
     severity: float = 0.5,
     image_size: int = 128,
     bank_seed: int = 0,
+    renderer: Renderer | None = None,
 ) -> DetectionFrames:
-    """One frame per seed (the first episode of each seed's world) with its object boxes."""
-    renderer = Renderer(params, domain, severity, image_size, bank_seed)
+    """One frame per seed (the first episode of each seed's world) with its object boxes.
+
+    ``renderer`` (optional) is a renderer of a world of the same size, reused to save building
+    its banks; the other rendering arguments are then ignored.
+    """
+    renderer = renderer or Renderer(params, domain, severity, image_size, bank_seed)
     state = world_fns.init(params, np.asarray(seeds))
     images = renderer.render(state)
     boxes, labels = object_boxes(renderer, state)

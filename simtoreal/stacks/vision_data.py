@@ -7,6 +7,7 @@ obstacles) so that the number of objects varies; their boxes are exact (envs/det
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 
 from simtoreal.envs.detection import CLASSES, render_detection
-from simtoreal.envs.world import WorldParams
+from simtoreal.envs.render import Renderer
+from simtoreal.envs.world import WorldParams, max_obstacles
 from simtoreal.errors import DataError
 
 OBSTACLE_COUNTS = (0, 2, 4, 6, 8)
@@ -69,7 +71,7 @@ def world_set(
     world_size: int = 8,
 ) -> DetectionSet:
     """``n`` frames of the world in ``domain``; frame ``i`` is world seed ``seed + i`` with
-    ``OBSTACLE_COUNTS[i % 5]`` obstacles. Disjoint seed ranges give disjoint frame sets."""
+    ``OBSTACLE_COUNTS[i % 5]`` obstacles (at most a third of the cells). Disjoint seed ranges give disjoint frame sets."""
     images = np.empty((n, image_size, image_size, 3), np.uint8)
     boxes: list[np.ndarray] = [np.empty((0, 4), np.float32)] * n
     labels: list[np.ndarray] = [np.empty(0, np.int64)] * n
@@ -77,12 +79,21 @@ def world_set(
         index = np.arange(j, n, len(OBSTACLE_COUNTS))
         if not len(index):
             continue
-        params = WorldParams(size=world_size, n_obstacles=n_obstacles)
-        frames = render_detection(params, seed + index, domain, severity, image_size)
+        params = WorldParams(world_size, min(n_obstacles, max_obstacles(world_size)))
+        renderer = _renderer(world_size, domain, float(severity), image_size)
+        frames = render_detection(params, seed + index, renderer=renderer)
         images[index] = frames.images
         for i, b, lab in zip(index, frames.boxes, frames.labels, strict=True):
             boxes[i], labels[i] = b, lab
     return DetectionSet(images, boxes, labels, CLASSES)
+
+
+@functools.lru_cache(maxsize=8)
+def _renderer(world_size: int, domain: str, severity: float, image_size: int) -> Renderer:
+    """One renderer per world size and domain: its banks do not depend on the obstacle count
+    (a world with obstacles renders obstacle-free states too)."""
+    params = WorldParams(world_size, max(1, max_obstacles(world_size)))
+    return Renderer(params, domain, severity, image_size)
 
 
 def check_images(images: np.ndarray, image_size: int | None = None) -> np.ndarray:
