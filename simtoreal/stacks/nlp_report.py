@@ -121,10 +121,10 @@ def write_report(
         "",
         *metrics_table(summary["results"]),
         "",
-        "val chose the epoch (and with --layer/--pooling auto the tap), so its numbers lean "
-        "optimistic; test was used for nothing but this table.",
-        "",
     ]
+    if "val" in summary["results"]:
+        lines += ["val chose the epoch (and with --layer/--pooling auto the tap), so its numbers "
+                  "lean optimistic; test was used for nothing but this table.", ""]  # fmt: skip
     if summary["results"].get("test"):
         lines += [f"![confusion matrix]({CONFUSION_PNG})", ""]
     if probe:
