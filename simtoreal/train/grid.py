@@ -90,6 +90,9 @@ class TrainConfig:
     the options you do not set)."""
     env_kwargs: dict[str, int | float | str] = field(default_factory=dict)
     """Overrides of the id's registered kwargs, e.g. --env-kwargs size 10 n_obstacles 4."""
+    train_env_kwargs: dict[str, int | float | str] = field(default_factory=dict)
+    """Overrides of env_kwargs for the training envs only, e.g. --train-env-kwargs n_obstacles 12
+    to train on more detours than the evaluated world has; validation and test use env_kwargs."""
     algo: str = "ppo"
     """Algorithm: ppo, a2c or dqn."""
     seed: int = 0
@@ -145,6 +148,14 @@ class TrainConfig:
                 f"state view; use one of {', '.join(STATE_ENV_IDS)} (images are for the CNN "
                 "adapter, trained by python -m simtoreal.transfer)."
             )
+        train_params, train_view = split_kwargs(self.full_train_env_kwargs)
+        if train_view != view or train_params.state_dim != params.state_dim:
+            raise ConfigError(
+                f"train_env_kwargs {self.train_env_kwargs} change what the policy observes: the "
+                "training world must keep the evaluated world's view and state size (change "
+                "n_obstacles, but not size, and keep it above 0 if the evaluated world has "
+                "obstacles)."
+            )
         if self.policy.encoder == "grid_cnn" and not params.n_obstacles:
             raise ConfigError(
                 f"--policy.encoder grid_cnn reads the obstacle map, and {self.env_id} with "
@@ -178,6 +189,11 @@ class TrainConfig:
     def full_env_kwargs(self) -> dict[str, Any]:
         """The id's registered kwargs with ``env_kwargs`` on top."""
         return {**gym.registry[self.env_id].kwargs, **self.env_kwargs}
+
+    @property
+    def full_train_env_kwargs(self) -> dict[str, Any]:
+        """The training envs' kwargs: :attr:`full_env_kwargs` with ``train_env_kwargs`` on top."""
+        return {**self.full_env_kwargs, **self.train_env_kwargs}
 
     @property
     def algo_config(self) -> PPOConfig | A2CConfig | DQNConfig:
@@ -281,11 +297,11 @@ def _learn(
 
 
 def build_env(config: TrainConfig) -> VecMonitor:
-    """The batched SB3 VecEnv of the config's world, with episode statistics."""
+    """The batched SB3 VecEnv of the config's training world, with episode statistics."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*render_mode.*")
         seed = stream(config.seed, "teacher", config.n_envs)
-        env = GridWorldVecEnv(config.n_envs, seed=seed, **config.full_env_kwargs)
+        env = GridWorldVecEnv(config.n_envs, seed=seed, **config.full_train_env_kwargs)
     return VecMonitor(env)
 
 
@@ -310,6 +326,7 @@ def finish(
         "wall_time_s": round(wall_time, 2),
         "env_id": config.env_id,
         "env_kwargs": env_kwargs,
+        "train_env_kwargs": config.full_train_env_kwargs,
         "algo": config.algo,
         "seed": config.seed,
         "n_envs": config.n_envs,

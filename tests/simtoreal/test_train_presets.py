@@ -14,6 +14,7 @@ from simtoreal.agents.extractors import GridMapEncoder
 from simtoreal.agents.factory import PolicyConfig, load_teacher
 from simtoreal.errors import ConfigError
 from simtoreal.train import TrainConfig, main, train
+from simtoreal.train.grid import build_env
 from simtoreal.train.presets import PRESETS, with_preset
 
 OBSTACLES = "simtoreal/GridWorldObstacles-v0"
@@ -41,6 +42,7 @@ def test_the_cli_applies_the_preset_of_the_env(monkeypatch):
     config = _parsed(monkeypatch, "--env-id", OBSTACLES)
     preset = PRESETS[OBSTACLES]
     assert config.total_steps == preset["total_steps"]
+    assert config.train_env_kwargs == preset["train_env_kwargs"]
     for section in ("policy", "ppo"):
         for key, value in preset[section].items():
             assert getattr(getattr(config, section), key) == value, (section, key)
@@ -99,12 +101,36 @@ def test_the_resolved_preset_is_saved_to_config_json(tmp_path):
         progress_bar=False,
         ppo={"n_steps": 128, "batch_size": 256},
     )
-    train(config)
+    summary = train(config)
+    assert summary["env_kwargs"]["n_obstacles"] == 8  # evaluated on the id's world
+    assert summary["train_env_kwargs"] == {**summary["env_kwargs"], **config.train_env_kwargs}
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["policy"]["encoder"] == "grid_cnn" and saved["policy"]["egocentric"] is True
     assert saved["ppo"]["gamma"] == PRESETS[OBSTACLES]["ppo"]["gamma"]
     model, _ = load_teacher(run_dir)
     assert isinstance(model.policy.features_extractor, GridMapEncoder)
+
+
+def test_train_env_kwargs_reach_the_training_envs_only():
+    config = TrainConfig(env_id=OBSTACLES, n_envs=64, train_env_kwargs={"n_obstacles": 13})
+    env = build_env(config)
+    assert env.venv.params.n_obstacles == 13
+    assert config.full_env_kwargs["n_obstacles"] == 8  # what validation and test evaluate
+    assert build_env(TrainConfig(env_id=OBSTACLES, n_envs=64)).venv.params.n_obstacles == 8
+
+
+@pytest.mark.parametrize(
+    ("env_id", "train_env_kwargs"),
+    [
+        (OBSTACLES, {"size": 9}),
+        (OBSTACLES, {"n_obstacles": 0}),
+        ("simtoreal/GridWorld-v0", {"n_obstacles": 4}),
+        (OBSTACLES, {"view": "image"}),
+    ],
+)
+def test_train_env_kwargs_that_change_the_observation_are_refused(env_id, train_env_kwargs):
+    with pytest.raises(ConfigError, match="state size"):
+        TrainConfig(env_id=env_id, train_env_kwargs=train_env_kwargs)
 
 
 # -- refusals (issue 7) -----------------------------------------------------------------------
