@@ -304,6 +304,8 @@ def forgetting(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
 
 
 def _ci(m: dict[str, Any], key: str) -> str:
+    if m.get("n_seeds") == 1:
+        return f"{m[key]:.3f} (1 seed: no interval)"
     low, high = m[f"{key}_ci"]
     return f"{m[key]:.3f} ({low:.3f}-{high:.3f})"
 
@@ -311,7 +313,8 @@ def _ci(m: dict[str, Any], key: str) -> str:
 def _task_lines(name: str, t: dict[str, Any]) -> list[str]:
     enc = t["encoding"]
     n_enc, s_enc = sum(v["n"] for v in enc.values()), sum(v["seconds"] for v in enc.values())
-    rate = f"{n_enc / s_enc:.0f} sentences/s" if s_enc > 0 else "read from the feature cache"
+    rate = (f"{n_enc / s_enc:.0f} sentences/s" if s_enc > 0 else "read from the feature cache, "
+            "filled by an earlier `--encode-only` run of this script: see docs/nlp.md")  # fmt: skip
     tp = t["throughput"]
     lines = [f"## {name}", "", f"Protocol: {t['protocol']}.", "",
              f"Frozen features: {n_enc:,} texts, all 7 hidden states x 2 poolings in one pass: "
