@@ -268,9 +268,12 @@ class LayerSelect(nn.Module):
         self.mix = nn.Parameter(torch.zeros(n_states)) if layer is None else None
 
     def fit_stats(self, features: torch.Tensor) -> LayerSelect:
-        """Set ``mean``/``std`` from training features ``(N, L+1, H)``."""
+        """Set ``mean``/``std`` from training features ``(N, L+1, H)``. Each layer's std has a
+        floor of 1e-3 x its mean std, so units that barely vary are not blown up into noise."""
+        std = features.std(dim=0)
+        floor = 1e-3 * std.mean(dim=1, keepdim=True) + 1e-8
         self.mean.copy_(features.mean(dim=0))
-        self.std.copy_(features.std(dim=0).clamp_min(1e-6))
+        self.std.copy_(torch.maximum(std, floor))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
