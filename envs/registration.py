@@ -21,6 +21,8 @@ ENV_SPECS: list[tuple[str, dict]] = [
     ("GridWorldObstacles-v0", {"view": "state", "n_obstacles": 8}),
     ("GridWorldObstaclesImage-v0", {"view": "image", "domain": "sim", "n_obstacles": 8}),
     ("GridWorldObstaclesPaired-v0", {"view": "paired", "domain": "randomized", "n_obstacles": 8}),
+    # 16x16 with the same obstacle density (1/8 of the cells); a teacher benchmark, state view only.
+    ("GridWorldObstacles16-v0", {"view": "state", "size": 16, "n_obstacles": 32}),
 ]
 
 ENV_IDS = [f"{NAMESPACE}/{name}" for name, _ in ENV_SPECS]

@@ -85,9 +85,9 @@ class TrainConfig:
     """Train a teacher policy on the state view of a grid world."""
 
     env_id: str = "simtoreal/GridWorld-v0"
-    """Registered env id of a state view: simtoreal/GridWorld-v0 or
-    simtoreal/GridWorldObstacles-v0 (whose preset, in simtoreal/train/presets.py, fills in
-    the options you do not set)."""
+    """Registered env id of a state view: simtoreal/GridWorld-v0,
+    simtoreal/GridWorldObstacles-v0 or simtoreal/GridWorldObstacles16-v0 (16x16, 32 obstacles).
+    The obstacle ids have presets (simtoreal/train/presets.py) for the options you do not set."""
     env_kwargs: dict[str, int | float | str] = field(default_factory=dict)
     """Overrides of the id's registered kwargs, e.g. --env-kwargs size 10 n_obstacles 4."""
     train_env_kwargs: dict[str, int | float | str] = field(default_factory=dict)

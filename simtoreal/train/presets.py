@@ -29,6 +29,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "policy": {"encoder": "grid_cnn", "egocentric": True, "cnn_strides": (1, 2)},
         "ppo": {"learning_rate": 3e-3, "gamma": 0.95, "ent_coef": 0.03},
     },
+    "simtoreal/GridWorldObstacles16-v0": {
+        "total_steps": 600_000,
+        "eval_every": 50_000,
+        "policy": {"encoder": "grid_cnn", "egocentric": True, "cnn_strides": (2, 2)},
+        "ppo": {"learning_rate": 3e-3, "gamma": 0.97, "ent_coef": 0.03},
+    },
 }
 
 
