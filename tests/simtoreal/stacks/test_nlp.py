@@ -352,3 +352,15 @@ def test_split_problems_name_the_fix(tmp_path):
         load_splits(directory, text_column="sentence")
     splits = load_splits(directory, text_column="sentence", test_split="none")
     assert splits.test is None and len(splits.val) == 40
+
+
+def test_unfreeze_after_keeps_the_blocks_frozen_for_the_first_passes(model_dir, data_dir, tmp_path):
+    summary = train(_args(model_dir, data_dir, tmp_path, top_k=1, finetune_epochs=2,
+                          unfreeze_after=1, epochs=3, layer=1))  # fmt: skip
+    records = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").open()]
+    passes = [r["trains"] for r in records if r["phase"] == "fine-tune"]
+    assert passes == [["head"], ["head", "encoder_top"]]
+    original, _, _ = load_encoder(str(model_dir))
+    tuned = load_classifier(summary["run_dir"]).stack["encoder"].source.state_dict()
+    for key, value in original.state_dict().items():  # tap at layer 1: block 0 is the one tuned
+        assert torch.equal(value, tuned[key]) == (not key.startswith("encoder.layer.0.")), key
