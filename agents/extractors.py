@@ -137,7 +137,11 @@ class GridMapEncoder(BaseFeaturesExtractor):
         self.linear = nn.Sequential(nn.Linear(n_flat + 4, latent_dim), nn.ReLU())
 
     def grid(self, observations: torch.Tensor) -> torch.Tensor:
-        """The state as channels. Shape: (batch, 4 + size**2) -> (batch, 4, size, size)."""
+        """The state as channels: obstacles, agent, goal, ones.
+
+        Shape: (batch, 4 + size**2) -> (batch, 4, side, side), ``side`` being ``size``, or
+        ``2 size - 1`` when egocentric.
+        """
         n, size = observations.shape[0], self.size
         cells = torch.round(observations[:, :4] * (size - 1)).long().clamp_(0, size - 1)
         flat = cells[:, 0::2] * size + cells[:, 1::2]  # (batch, 2): agent and goal cell
