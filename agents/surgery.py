@@ -36,9 +36,6 @@ class PolicyHead(nn.Module):
         """Action logits."""
         return self.action_net(self.mlp_extractor.forward_actor(latent))
 
-    def value(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.value_net(self.mlp_extractor.forward_critic(latent))
-
 
 def teacher_latent_dim(teacher: BaseAlgorithm) -> int:
     _check_actor_critic(teacher.policy)

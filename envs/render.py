@@ -11,9 +11,17 @@ Domains:
     ``randomized``: domain randomisation for training: random palettes and floor textures,
         brightness and weak lighting jitter, blur, camera shifts of up to 2 px, sensor noise,
         distractor sprites.
-    ``real``: a held-out shift never used for training by default: wood and brick textures, a
-        shifted palette, a lighting gradient, stronger noise, camera rotation and scale, and
-        distractors. ``severity`` in [0, 1] scales every part of the gap; 0 is close to ``sim``.
+    ``validation``: a second held-out world, used to choose models and defaults and never for
+        reports: slate tiles, a cool palette, a lighting gradient, noise, camera rotation and
+        scale. ``severity`` works as for ``real``.
+    ``real``: the test shift, never used for training or choices by default: wood and brick
+        textures, a warm palette, a lighting gradient, stronger noise, camera rotation and scale,
+        and distractors. ``severity`` in [0, 1] scales every part of the gap; 0 is close to ``sim``.
+
+At severity 0.5 both held-out worlds lie outside what ``randomized`` trains on in four factors
+(docs/transfer.md has the table): camera rotation (+-3 degrees; ``randomized`` has none), camera
+scale (+-4%; none), lighting-gradient strength (0.4; ``randomized`` draws up to 0.3) and the floor
+texture (wood or tiles; ``randomized`` draws flat, grid, stripes, speckle and checker).
 
 Per-episode draws (variant, camera pose, distractors) and per-frame draws (noise) come from the
 world's counter-based keys, so rendering is a pure function of the state.
@@ -28,7 +36,9 @@ from simtoreal.envs import rng
 from simtoreal.envs.world import WorldParams, WorldState
 from simtoreal.errors import ConfigError
 
-DOMAINS = ("sim", "randomized", "real")
+DOMAINS = ("sim", "randomized", "real", "validation")
+HELD_OUT_DOMAINS = ("real", "validation")
+"""Domains with a severity knob, held out from training: ``validation`` chooses, ``real`` tests."""
 
 FLOOR, OBSTACLE, AGENT, GOAL = 0, 1, 2, 3
 N_DISTRACTOR_KINDS = 4
@@ -62,8 +72,8 @@ class Renderer:
 
     Args:
         params: The world the states come from.
-        domain: ``"sim"``, ``"randomized"`` or ``"real"``.
-        severity: Size of the ``real`` gap in [0, 1] (ignored by the other domains).
+        domain: ``"sim"``, ``"randomized"``, ``"validation"`` or ``"real"``.
+        severity: Size of the ``real`` or ``validation`` gap in [0, 1] (ignored by the others).
         image_size: Side of the square frame in pixels.
         bank_seed: Seed of the pre-rendered banks. The ``real`` domain is a fixed world, so change
             it only to study how results vary across held-out domains.
@@ -263,27 +273,23 @@ def _randomized_spec(gen, severity):
     }
 
 
-def _real_spec(gen, s):
+def _held_out_spec(s: float, ends: dict, texture: str):
+    """A held-out world: the ``sim`` palette moved a share ``s`` of the way to ``ends``, a
+    ``texture`` floor, a lighting gradient, blur, noise, distractors and camera pose jitter that
+    all grow with ``s``."""
+
     def lerp(a, b):
         return tuple((1 - s) * np.asarray(a) + s * np.asarray(b))
 
     def palette(g):
         jitter = g.uniform(-0.05, 0.05)
         return {
-            "floor": lerp(SIM_COLORS["floor"], (176, 132, 88)),
-            "grid": lerp(SIM_COLORS["grid"], (140, 100, 62)),
-            "obstacle": lerp(SIM_COLORS["obstacle"], (96, 52, 40)),
-            "agent": lerp(SIM_COLORS["agent"], (235, 110, 30)),
-            "goal": lerp(SIM_COLORS["goal"], (30, 150, 150)),
-            "border": lerp(SIM_COLORS["border"], (60, 48, 40)),
-            "distractor": [
-                lerp(SIM_COLORS["floor"], col)
-                for col in ((90, 90, 210), (230, 220, 60), (200, 60, 200), (240, 240, 240))
-            ],
-            "texture": "wood",
+            **{k: lerp(SIM_COLORS[k], ends[k]) for k in SIM_COLORS},
+            "distractor": [lerp(SIM_COLORS["floor"], col) for col in ends["distractor"]],
+            "texture": texture,
             "texture_amp": 0.25 * s,
             "brightness": 1.0 + jitter * s,
-            "light": (g.uniform(0, 2 * np.pi), 0.5 * s),
+            "light": (g.uniform(0, 2 * np.pi), 0.8 * s),
             "blur": 0.6 * s,
         }
 
@@ -307,7 +313,40 @@ def _real_spec(gen, s):
     }
 
 
-_DOMAIN_SPECS = {"sim": _sim_spec, "randomized": _randomized_spec, "real": _real_spec}
+REAL_ENDS = {
+    "floor": (176, 132, 88),
+    "grid": (140, 100, 62),
+    "obstacle": (96, 52, 40),
+    "agent": (235, 110, 30),
+    "goal": (30, 150, 150),
+    "border": (60, 48, 40),
+    "distractor": ((90, 90, 210), (230, 220, 60), (200, 60, 200), (240, 240, 240)),
+}
+VALIDATION_ENDS = {
+    "floor": (120, 138, 160),
+    "grid": (90, 104, 122),
+    "obstacle": (40, 52, 80),
+    "agent": (240, 60, 110),
+    "goal": (90, 200, 40),
+    "border": (28, 34, 48),
+    "distractor": ((240, 150, 40), (60, 200, 220), (150, 90, 200), (250, 250, 250)),
+}
+
+
+def _real_spec(gen, s):
+    return _held_out_spec(s, REAL_ENDS, "wood")
+
+
+def _validation_spec(gen, s):
+    return _held_out_spec(s, VALIDATION_ENDS, "tiles")
+
+
+_DOMAIN_SPECS = {
+    "sim": _sim_spec,
+    "randomized": _randomized_spec,
+    "real": _real_spec,
+    "validation": _validation_spec,
+}
 
 
 def _draw_tiles(c: int, pal: dict, gen: np.random.Generator) -> np.ndarray:
@@ -367,6 +406,10 @@ def _texture(kind: str, big: int, up: int, gen: np.random.Generator) -> np.ndarr
     if kind == "wood":
         grain = np.sin(2 * np.pi * (ys * 6 + 0.3 * np.sin(2 * np.pi * xs * 2 + gen.uniform(0, 6))))
         return 0.7 * grain + 0.3 * gen.uniform(-1, 1, (big, big))
+    if kind == "tiles":  # large square tiles with dark grout, each a slightly different shade
+        cells = (ys * 2).astype(int) * 2 + (xs * 2).astype(int)
+        grout = ((ys * 2) % 1 < 0.08) | ((xs * 2) % 1 < 0.08)
+        return np.where(grout, -1.0, gen.uniform(-0.3, 0.3, 4)[cells])
     if kind == "brick":
         row = (ys * 4).astype(int)
         mortar = ((ys * 4) % 1 < 0.12) | (((xs * 2 + 0.5 * (row % 2)) % 1) < 0.08)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -92,7 +91,3 @@ class GridWorldVectorEnv(VectorEnv):
 def make_vector_env(num_envs: int = 1, **kwargs: Any) -> GridWorldVectorEnv:
     """``vector_entry_point`` of the registered ids."""
     return GridWorldVectorEnv(num_envs=num_envs, **kwargs)
-
-
-def make_single(env_id: str, **kwargs: Any) -> gym.Env:
-    return gym.make(env_id, **kwargs)

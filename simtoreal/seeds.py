@@ -26,6 +26,8 @@ HELD_OUT_PAIRS_SEED = TEST.start + 500_000
 """First seed of the test pairs behind a transfer's latent R^2 and action agreement."""
 VAL_SEED = VALIDATION.start
 """First seed of a validation evaluation."""
+VAL_PAIRS_SEED = VALIDATION.start + 500_000
+"""First seed of the validation pairs behind a transfer's validation latent R^2."""
 
 RUN_BLOCK = 10_000
 """Training seeds owned by one run seed."""

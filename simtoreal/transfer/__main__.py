@@ -55,6 +55,8 @@ def print_summary(summary: dict, console: Console) -> None:
     row("student", "image, randomized", s["randomized"])
     for sev, r in sorted(s["real"].items(), key=lambda kv: float(kv[0])):
         row("student", f"image, real @ {sev}", r)
+    row("random actions", "floor", summary["random_policy"])
+    row("student", "validation world (choices only)", summary["validation"])
     if "baseline" in summary:
         b = summary["baseline"]
         row("PPO pixels", f"real, same frames ({b['same_frames']['frames']})", b["same_frames"])
@@ -69,6 +71,8 @@ def print_summary(summary: dict, console: Console) -> None:
         f"recovered {summary['recovered']:.3f} of the teacher's success zero-shot in real | adapter: "
         f"{tr['frames']} frames, {tr['wall_time_s']:.1f} s | run: {summary['run_dir']} (report.md)"
     )
+    if "baseline" not in summary:
+        console.print("baseline not run (add --baseline for PPO from pixels in real)")
     for warning in summary.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {warning}")
 

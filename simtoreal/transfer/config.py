@@ -11,9 +11,10 @@ from simtoreal.errors import ConfigError
 from simtoreal.seeds import check_run_seed, stream
 
 LOSSES = ("latent", "action", "both")
+BASELINE_EXTRACTORS = ("adapter", "nature_cnn")
 _POSITIVE_INTS = (
     "frames", "num_envs", "frame_stack", "epochs", "dagger_epochs", "batch_size",
-    "eval_episodes", "baseline_max_frames", "torch_threads",
+    "eval_episodes", "baseline_max_frames", "torch_threads", "baseline_envs",
 )  # fmt: skip
 
 
@@ -110,7 +111,14 @@ class TransferConfig:
     """Frame budget of the wall-time-matched baseline."""
 
     baseline_wall_multiple: float = 1.0
-    """Wall budget of the baseline as a multiple of the adapter's training time."""
+    """Wall budget of the baseline as a multiple of the transfer's wall time (teacher + adapter)."""
+    baseline_extractor: str = "adapter"
+    """Baseline features extractor: 'adapter' (the student's architecture) or 'nature_cnn'
+    (SB3's NatureCNN)."""
+    baseline_lr: float = 1e-3
+    """Learning rate of the baseline's PPO (chosen by a sweep: benchmarks/results/transfer.md)."""
+    baseline_envs: int = 16
+    """Parallel envs of the baseline's PPO (chosen by the same sweep)."""
     min_teacher_success: float = 0.8
     """Teacher success below which the summary and report warn that 'recovered' means little."""
     gif_episodes: int = 2
@@ -130,13 +138,18 @@ class TransferConfig:
         check_run_seed(self.seed)
         for name in ("dagger_rounds", "finetune_steps", "gif_episodes"):
             _check_int(name, getattr(self, name), 0)
-        for name in ("lr", "checkpoint_seconds", "baseline_wall_multiple"):
+        for name in ("lr", "checkpoint_seconds", "baseline_wall_multiple", "baseline_lr"):
             _check_positive(name, getattr(self, name))
         if self.max_train_seconds is not None:
             _check_positive("max_train_seconds", self.max_train_seconds)
         for name in ("latent_weight", "action_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: use a weight >= 0.")
+        if self.baseline_extractor not in BASELINE_EXTRACTORS:
+            raise ConfigError(
+                f"baseline_extractor={self.baseline_extractor!r}: use one of "
+                f"{', '.join(BASELINE_EXTRACTORS)}."
+            )
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: use one of {', '.join(LOSSES)}.")
         if self.frames < self.batch_size:

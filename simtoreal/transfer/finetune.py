@@ -8,7 +8,6 @@ evaluates it in the sim: the catastrophic-forgetting check the reference warns a
 from __future__ import annotations
 
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -56,10 +55,9 @@ def finetune_student(
     start = time.perf_counter()
     tuned.learn(cfg.finetune_steps, progress_bar=False)
     wall = time.perf_counter() - start
-    if cfg.head_lr_scale > 0:  # save a plain SB3 model: one param group, SB3's own lr update
-        tuned.__dict__.pop("_update_learning_rate", None)
+    if cfg.head_lr_scale > 0:  # save a plain SB3 model: SB3 reloads one Adam param group
         tuned.policy.optimizer = torch.optim.Adam(
-            tuned.policy.parameters(), lr=tuned.lr_schedule(0.0)
+            tuned.policy.parameters(), lr=tuned.lr_schedule(0.0), eps=1e-5
         )
     atomic_save_model(tuned, run_dir / "student_finetuned.zip")
 
@@ -72,7 +70,8 @@ def finetune_student(
     teacher_sim = evaluate(model_policy_fn(teacher), world, n, view="state").success_rate
     retention = evaluate(model_policy_fn(retained), world, n, view="state").success_rate
     return {
-        "steps": cfg.finetune_steps,
+        "steps_requested": cfg.finetune_steps,
+        "steps_run": int(tuned.num_timesteps),
         "domain": cfg.finetune_domain,
         "wall_time_s": wall,
         "head_lr_scale": cfg.head_lr_scale,
@@ -83,24 +82,35 @@ def finetune_student(
     }
 
 
+class ScaledAdam(torch.optim.Adam):
+    """Adam whose param groups may carry an ``lr_scale``: each step uses ``lr * lr_scale``.
+
+    SB3 sets every group's ``lr`` to its schedule's value before each update; scaling at step
+    time keeps a head's rate a fixed fraction of the adapter's without touching SB3's internals.
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        base = [group["lr"] for group in self.param_groups]
+        for group in self.param_groups:
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+        try:
+            return super().step(closure)
+        finally:
+            for group, lr in zip(self.param_groups, base, strict=True):
+                group["lr"] = lr
+
+
 def _scale_head_lr(model, scale: float) -> None:
-    """Train the head at ``scale`` x the learning rate; SB3's schedule keeps the ratio."""
+    """Train the head at ``scale`` x the learning rate of the adapter."""
     set_head_trainable(model, True)
     head = {id(p) for part in HEAD_PARTS for p in getattr(model.policy, part).parameters()}
     params = list(model.policy.parameters())
-    lr = model.lr_schedule(1.0)
-    model.policy.optimizer = torch.optim.Adam(
+    model.policy.optimizer = ScaledAdam(
         [
-            {"params": [p for p in params if id(p) not in head], "lr": lr, "lr_scale": 1.0},
-            {"params": [p for p in params if id(p) in head], "lr": lr * scale, "lr_scale": scale},
+            {"params": [p for p in params if id(p) not in head], "lr_scale": 1.0},
+            {"params": [p for p in params if id(p) in head], "lr_scale": scale},
         ],
+        lr=model.lr_schedule(1.0),
         eps=1e-5,
     )
-
-    def _update_learning_rate(self, optimizers) -> None:  # SB3's version would flatten the ratio
-        current = self.lr_schedule(self._current_progress_remaining)
-        self.logger.record("train/learning_rate", current)
-        for group in self.policy.optimizer.param_groups:
-            group["lr"] = current * group.get("lr_scale", 1.0)
-
-    model._update_learning_rate = types.MethodType(_update_learning_rate, model)

@@ -7,6 +7,7 @@ Reads top to bottom as the recipe; each step is a library call.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -14,7 +15,8 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch.utils.tensorboard import SummaryWriter
 
-from simtoreal.agents.evaluate import evaluate, model_policy_fn, record_frames
+from simtoreal import seeds
+from simtoreal.agents.evaluate import evaluate, model_policy_fn, random_policy_fn, record_frames
 from simtoreal.agents.factory import load_teacher
 from simtoreal.agents.surgery import build_student, teacher_latent_dim
 from simtoreal.device import resolve_device
@@ -32,7 +34,7 @@ from simtoreal.runs import (
     prepare_run_dir,
     write_gif,
 )
-from simtoreal.seeds import HELD_OUT_PAIRS_SEED
+from simtoreal.seeds import EVAL_SEED, HELD_OUT_PAIRS_SEED, VAL_PAIRS_SEED, VAL_SEED
 from simtoreal.transfer.adapter_io import build_adapter, save_adapter
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, paired_batch, random_actor
@@ -85,6 +87,7 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
     torch.manual_seed(cfg.seed)
     teacher_dir = Path(cfg.teacher) if cfg.teacher else default_teacher(run_dir / "teacher", cfg)
     teacher, world = checked or load_checked_teacher(teacher_dir)
+    teacher_s = teacher_wall_time(teacher_dir)
     distiller = Distiller(
         teacher,
         build_adapter(cfg.adapter_config(teacher_latent_dim(teacher))),
@@ -110,6 +113,8 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "train": train,
+        "teacher_train_s": teacher_s,
+        "transfer_wall_s": teacher_s + train["wall_time_s"],
         **results,
         "warnings": teacher_warnings(results["teacher"]["success_rate"], cfg),
     }
@@ -127,7 +132,7 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
             world,
             cfg,
             frames=train["frames"],
-            seconds=train["wall_time_s"],
+            seconds=summary["transfer_wall_s"],
             target=results["student"]["real"][str(cfg.severity)]["success_rate"],
         )
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
@@ -145,6 +150,14 @@ def load_checked_teacher(teacher_dir: str | Path) -> tuple[BaseAlgorithm, dict]:
     teacher, _ = load_teacher(teacher_dir)
     check_teacher(teacher)
     return teacher, world
+
+
+def teacher_wall_time(teacher_dir: Path) -> float:
+    """The teacher's training wall time from its summary.json (0 when it has none)."""
+    try:
+        return float(json.loads((teacher_dir / "summary.json").read_text())["wall_time_s"])
+    except (OSError, KeyError, ValueError):
+        return 0.0
 
 
 def default_teacher(directory: Path, cfg: TransferConfig) -> Path:
@@ -227,40 +240,65 @@ def save_student(teacher, distiller: Distiller, world: dict, path: Path):
 
 
 def evaluate_transfer(teacher, distiller: Distiller, world: dict, cfg: TransferConfig) -> dict:
-    """Teacher in the sim; student zero-shot in sim, randomized and real at each severity."""
+    """Teacher in the sim; student zero-shot in sim, randomized and real at each severity (test
+    seeds), and in the validation world at the headline severity (validation seeds)."""
     n, fs = cfg.eval_episodes, cfg.frame_stack
     teacher_eval = evaluate(model_policy_fn(teacher), world, n, view="state").to_dict()
-    student_act = distiller.student_act
+
+    def student(domain: str, severity: float = 0.5, seed: int = EVAL_SEED) -> dict:
+        kwargs = {**world, "domain": domain, "severity": severity, "frame_stack": fs}
+        return evaluate(distiller.student_act, kwargs, n, seed, view="image").to_dict()
+
     out = {
-        "sim": evaluate(
-            student_act, {**world, "domain": "sim", "frame_stack": fs}, n, view="image"
-        ).to_dict(),
-        "randomized": evaluate(
-            student_act, {**world, "domain": "randomized", "frame_stack": fs}, n, view="image"
-        ).to_dict(),
-        "real": {},
+        "sim": student("sim"),
+        "randomized": student("randomized"),
+        "real": {str(s): student("real", s) for s in sorted({*cfg.severities, cfg.severity})},
     }
-    for s in sorted({*cfg.severities, cfg.severity}):
-        kwargs = {**world, "domain": "real", "severity": s, "frame_stack": fs}
-        out["real"][str(s)] = evaluate(student_act, kwargs, n, view="image").to_dict()
-    headline = out["real"][str(cfg.severity)]["success_rate"]
+    validation = student("validation", cfg.severity, VAL_SEED)
+    # The floor: uniformly random actions (what a policy that learned nothing scores).
+    floor = evaluate(random_policy_fn([cfg.seed, 7]), world, n, view="state").to_dict()
     agreement = {}
-    for name, domain, severity in (
-        ("randomized", "randomized", 0.5),
-        ("real", "real", cfg.severity),
+    for name, domain, severity, seed in (
+        ("randomized", "randomized", 0.5, HELD_OUT_PAIRS_SEED),
+        ("real", "real", cfg.severity, HELD_OUT_PAIRS_SEED),
+        ("validation", "validation", cfg.severity, VAL_PAIRS_SEED),
     ):
-        pairs = collect(
-            paired_batch({**world, "frame_stack": fs}, 256, domain, severity),
-            4096,
-            random_actor(HELD_OUT_PAIRS_SEED),
-            HELD_OUT_PAIRS_SEED,
-        )
+        batch = paired_batch({**world, "frame_stack": fs}, 256, domain, severity)
+        pairs = collect(batch, 4096, random_actor([seed, 0]), seed)
         agreement[name] = distiller.agreement(pairs)
+    headline = out["real"][str(cfg.severity)]["success_rate"]
     return {
         "teacher": teacher_eval,
         "student": out,
+        "validation": validation,
+        "random_policy": floor,
         "recovered": headline / max(teacher_eval["success_rate"], 1e-9),
         "held_out_pairs": agreement,
+        "protocol": protocol(cfg),
+    }
+
+
+def protocol(cfg: TransferConfig) -> dict:
+    """Which domain and which env seeds every number of the summary used."""
+    n = cfg.eval_episodes
+    return {
+        "train": {
+            "domain": cfg.train_domain,
+            "env_seeds": f"run seed {cfg.seed}'s block [{cfg.seed * seeds.RUN_BLOCK}, "
+            f"{(cfg.seed + 1) * seeds.RUN_BLOCK}) (simtoreal.seeds)",
+        },
+        "validation": {
+            "domain": f"validation@{cfg.severity}",
+            "episode_seeds": [VAL_SEED, VAL_SEED + n],
+            "pair_seeds": [VAL_PAIRS_SEED, VAL_PAIRS_SEED + 256],
+            "use": "choices only (defaults, ablations); never the headline",
+        },
+        "test": {
+            "domains": ["sim", "randomized"] + [f"real@{s}" for s in cfg.severities],
+            "episode_seeds": [EVAL_SEED, EVAL_SEED + n],
+            "pair_seeds": [HELD_OUT_PAIRS_SEED, HELD_OUT_PAIRS_SEED + 256],
+            "use": "the reported numbers; the headline is real@" + str(cfg.severity),
+        },
     }
 
 
@@ -269,7 +307,10 @@ def signals_used(cfg: TransferConfig) -> dict:
     return {
         "teacher": "state view only, sim",
         "adapter": f"{cfg.train_domain} frames paired with states; labels from the frozen teacher"
-        + ("" if cfg.train_domain != "real" else " (real domain used: few-shot, not zero-shot)"),
+        + {
+            "real": " (the test domain itself: few-shot, not zero-shot)",
+            "validation": " (the validation world: its numbers no longer validate anything)",
+        }.get(cfg.train_domain, ""),
         "finetune": f"RL reward in {cfg.finetune_domain}" if cfg.finetune_steps else "none",
         "baseline": "RL reward in real (PPO from pixels)" if cfg.baseline else "not run",
     }

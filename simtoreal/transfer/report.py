@@ -82,6 +82,16 @@ def write_report(run_dir: Path, summary: dict) -> Path:
         lines.append(
             f"| student | image, real severity {sev} | {_pct(r)} | {r['mean_return']:.3f} | {r['mean_length']:.1f} |"
         )
+    floor = summary["random_policy"]
+    lines.append(
+        f"| random actions (floor) | any | {_pct(floor)} | {floor['mean_return']:.3f} | {floor['mean_length']:.1f} |"
+    )
+    v = summary["validation"]
+    lines += [
+        "",
+        f"Validation (choices only, never the headline): student in the validation world at severity "
+        f"{summary['protocol']['validation']['domain'].split('@')[1]}: {_pct(v)} on validation seeds.",
+    ]
     tr = summary["train"]
     lines += [
         "",
@@ -114,6 +124,20 @@ def write_report(run_dir: Path, summary: dict) -> Path:
             *(f"- {k}: {v}" for k, v in b.items()),
             "",
         ]
+    else:
+        lines += [
+            "Baseline: **not run** in this job. `python -m simtoreal.transfer --baseline` adds PPO "
+            "trained from pixels in real, at the same frames and the same wall time.",
+            "",
+        ]
+    p = summary["protocol"]
+    lines += [
+        "Domains and seeds: "
+        + "; ".join(
+            f"{role}: " + ", ".join(f"{k} {v}" for k, v in d.items()) for role, d in p.items()
+        ),
+        "",
+    ]
     lines += ["![success vs severity](success_vs_severity.png)", ""]
     path = run_dir / "report.md"
     from simtoreal.runs import atomic_write_bytes

@@ -30,6 +30,13 @@ def test_frame_stack_and_pooling_shapes(pool):
     out = adapter(torch.rand(2, 6, 64, 64))
     assert out.shape == (2, 32) and (out >= 0).all()
     assert adapter.config.image_shape == (64, 64, 6)
+    pooling = adapter.cnn[-1]
+    assert isinstance(pooling, SpatialSoftmax if pool == "spatial_softmax" else torch.nn.Flatten)
+    # Both stacked frames reach the output: changing only the older frame changes the latent.
+    x = torch.rand(2, 6, 64, 64)
+    y = x.clone()
+    y[:, :3] = torch.rand(2, 3, 64, 64)
+    assert not torch.allclose(adapter(x), adapter(y))
 
 
 def test_spatial_softmax_finds_a_hot_pixel():

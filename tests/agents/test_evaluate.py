@@ -99,7 +99,8 @@ def test_to_dict_is_json_ready():
     result = evaluate(_oracle, STATE, 10)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["success_ci"] == list(result.success_ci)
-    assert EvalResult(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    rebuilt = EvalResult(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    assert rebuilt == result
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (10, 10), (5, 10), (480, 500)])
@@ -115,12 +116,19 @@ def test_wilson_interval_known_value():
     assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
 
 
-def test_mean_interval():
-    values = np.array([1.0, 2.0, 3.0, 4.0])
-    low, high = mean_interval(values)
-    half = 1.959963984540054 * np.std(values, ddof=1) / 2
-    assert (low, high) == pytest.approx((2.5 - half, 2.5 + half))
+def test_mean_interval_known_value_and_coverage():
+    # 1, 2, 3, 4: mean 2.5, sample std 1.2910, so the normal 95% interval is 2.5 +- 1.2652.
+    assert mean_interval(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(
+        (1.2348, 3.7652), abs=1e-4
+    )
     assert mean_interval(np.array([3.0])) == (3.0, 3.0)
+    # Over many samples of size 200, the interval covers the true mean about 95% of the time.
+    gen = np.random.default_rng(0)
+    hits = [
+        low <= 0.0 <= high
+        for low, high in (mean_interval(gen.normal(0.0, 1.0, 200)) for _ in range(2_000))
+    ]
+    assert 0.93 < np.mean(hits) < 0.97
 
 
 def test_record_frames_renders_whole_episodes():

@@ -359,6 +359,9 @@ TESTED_ELSEWHERE = {
     "baseline": "test_transfer.py::test_finetune_and_baseline_stages_report_what_they_measured",
     "baseline_max_frames": "test_baseline_budgets_reach_the_baseline",
     "baseline_wall_multiple": "test_baseline_budgets_reach_the_baseline",
+    "baseline_extractor": "test_baseline_budgets_reach_the_baseline",
+    "baseline_lr": "test_baseline_budgets_reach_the_baseline",
+    "baseline_envs": "test_baseline_budgets_reach_the_baseline",
     "device": "test_cuda_without_a_gpu_names_cpu_and_auto",
     "min_teacher_success": "test_weak_teacher_is_flagged_in_summary_and_report",
 }
@@ -400,7 +403,19 @@ def test_finetune_domain_reaches_the_finetuning_env(teacher_dir, tmp_path, monke
     assert seen == ["real"]
 
 
-def test_baseline_budgets_reach_the_baseline(teacher_dir, tmp_path):
+def test_baseline_budgets_reach_the_baseline(teacher_dir, tmp_path, monkeypatch):
+    from stable_baselines3.common.torch_layers import NatureCNN
+
+    from simtoreal.transfer import baseline
+
+    built = {}
+    real_ppo = baseline.PPO
+
+    def spy(policy, env, **kwargs):
+        built.update(kwargs, n_envs=env.num_envs)
+        return real_ppo(policy, env, **kwargs)
+
+    monkeypatch.setattr(baseline, "PPO", spy)
     summary = run_transfer(
         _cfg(
             teacher_dir,
@@ -408,11 +423,19 @@ def test_baseline_budgets_reach_the_baseline(teacher_dir, tmp_path):
             baseline=True,
             baseline_max_frames=512,
             baseline_wall_multiple=0.5,
+            baseline_extractor="nature_cnn",
+            baseline_lr=5e-4,
+            baseline_envs=8,
         )
     )
+    assert built["learning_rate"] == 5e-4 and built["n_envs"] == 8
+    assert built["policy_kwargs"]["features_extractor_class"] is NatureCNN
+    assert built["policy_kwargs"]["activation_fn"] is torch.nn.ReLU  # the teacher's
     base = summary["baseline"]
-    assert base["budget_s"] == pytest.approx(0.5 * summary["train"]["wall_time_s"])
-    assert base["final"]["frames"] <= 512 + 16 * 128  # stops within one rollout of the budget
+    assert base["budget_s"] == pytest.approx(0.5 * summary["transfer_wall_s"])
+    assert summary["transfer_wall_s"] > summary["train"]["wall_time_s"]  # teacher time counted
+    assert base["final"]["frames"] <= 512 + 8 * 128  # stops within one rollout of the budget
+    assert "sampled_success_rate" in base["final"]
 
 
 def test_weak_teacher_is_flagged_in_summary_and_report(teacher_dir, tmp_path):
@@ -454,3 +477,79 @@ def test_transfer_help_names_the_module_command():
     assert done.returncode == 0
     assert done.stdout.startswith("usage: python -m simtoreal.transfer")
     assert "runs/teacher-" in done.stdout and "runs/grid-" not in done.stdout
+
+
+# -- honest numbers ------------------------------------------------------------------------------
+
+
+def test_the_adapter_never_sees_held_out_domains_unless_named(teacher_dir, tmp_path, monkeypatch):
+    from simtoreal.transfer import training
+
+    seen = []
+    real_batch = training.paired_batch
+
+    def spy(env_kwargs, num_envs, domain, severity=0.5):
+        seen.append(domain)
+        return real_batch(env_kwargs, num_envs, domain, severity)
+
+    monkeypatch.setattr(training, "paired_batch", spy)
+    summary = run_transfer(_cfg(teacher_dir, tmp_path / "a", dagger_share=0.5))
+    assert seen == ["randomized"]
+    assert "real" not in summary["signals"]["adapter"]
+    run_transfer(_cfg(teacher_dir, tmp_path / "b", train_domain="real"))
+    assert seen[-1] == "real"
+
+
+def test_a_transfer_run_is_reproducible_for_a_seed(teacher_dir, tmp_path):
+    kwargs = {"dagger_share": 0.5, "seed": 3}
+    a = run_transfer(_cfg(teacher_dir, tmp_path / "a", **kwargs))
+    b = run_transfer(_cfg(teacher_dir, tmp_path / "b", **kwargs))
+    for name, value in _adapter(tmp_path / "a").items():
+        assert torch.equal(value, _adapter(tmp_path / "b")[name]), name
+    assert a["student"] == b["student"] and a["validation"] == b["validation"]
+
+
+def test_summary_records_domains_seeds_floor_and_validation(teacher_dir, tmp_path):
+    summary = run_transfer(_cfg(teacher_dir, tmp_path / "run", eval_episodes=20))
+    protocol = summary["protocol"]
+    val, test = protocol["validation"]["episode_seeds"], protocol["test"]["episode_seeds"]
+    assert set(range(*val)).isdisjoint(range(*test))
+    assert protocol["validation"]["domain"] == "validation@0.5"
+    assert summary["validation"]["n_episodes"] == 20
+    floor = summary["random_policy"]["success_rate"]
+    assert 0.0 < floor < summary["teacher"]["success_rate"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "random actions (floor)" in report and "**not run**" in report
+
+
+def test_scaled_adam_steps_the_head_at_its_scale():
+    from simtoreal.transfer.finetune import ScaledAdam
+
+    adapter, head = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    opt = ScaledAdam(
+        [{"params": [adapter], "lr_scale": 1.0}, {"params": [head], "lr_scale": 0.1}], lr=1e-2
+    )
+    (adapter.sum() + head.sum()).backward()
+    opt.step()
+    # Adam's first step moves each weight by lr (times the scale), whatever the gradient size.
+    torch.testing.assert_close(adapter.detach(), torch.full((3,), -1e-2))
+    torch.testing.assert_close(head.detach(), torch.full((3,), -1e-3))
+    assert [g["lr"] for g in opt.param_groups] == [1e-2, 1e-2]  # what SB3 sets is left alone
+
+
+def test_the_cli_runs_the_readme_job_at_tiny_scale(tmp_path):
+    """`python -m simtoreal.transfer` with no teacher trains the default one first."""
+    flags = ["--frames", "1024", "--num-envs", "64", "--eval-episodes", "10", "--severities", "0.5",
+             "--gif-episodes", "1", "--epochs", "1"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "simtoreal.transfer", "--run-dir", str(tmp_path / "run"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "recovered" in done.stdout and "baseline not run" in done.stdout
+    run = tmp_path / "run"
+    for name in ("teacher/summary.json", "summary.json", "student.zip", "student.gif", "report.md"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
