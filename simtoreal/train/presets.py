@@ -30,8 +30,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ppo": {"learning_rate": 3e-3, "gamma": 0.95, "ent_coef": 0.03},
     },
     "simtoreal/GridWorldObstacles16-v0": {
-        "total_steps": 600_000,
-        "eval_every": 50_000,
+        "total_steps": 1_000_000,
+        "eval_every": 100_000,
         "policy": {"encoder": "grid_cnn", "egocentric": True, "cnn_strides": (2, 2)},
         "ppo": {"learning_rate": 3e-3, "gamma": 0.97, "ent_coef": 0.03},
     },
