@@ -312,13 +312,17 @@ def _ci(m: dict[str, Any], key: str) -> str:
 
 def _task_lines(name: str, t: dict[str, Any]) -> list[str]:
     enc = t["encoding"]
-    n_enc, s_enc = sum(v["n"] for v in enc.values()), sum(v["seconds"] for v in enc.values())
-    rate = (f"{n_enc / s_enc:.0f} sentences/s" if s_enc > 0 else "read from the feature cache, "
-            "filled by an earlier `--encode-only` run of this script: see docs/nlp.md")  # fmt: skip
+    fresh = {k: v for k, v in enc.items() if v["seconds"] > 0}
+    n_all, n_enc = sum(v["n"] for v in enc.values()), sum(v["n"] for v in fresh.values())
+    s_enc = sum(v["seconds"] for v in fresh.values())
+    rate = (f"{n_enc:,} of them ({', '.join(fresh)}) encoded in this run in {s_enc:.0f} s "
+            f"({n_enc / s_enc:.0f} sentences/s), the rest read from the feature cache"
+            if fresh else "all read from the feature cache")  # fmt: skip
+    rate += ", which an earlier `--encode-only` run of this script filled (see docs/nlp.md)"
     tp = t["throughput"]
     lines = [f"## {name}", "", f"Protocol: {t['protocol']}.", "",
-             f"Frozen features: {n_enc:,} texts, all 7 hidden states x 2 poolings in one pass: "
-             f"{s_enc:.0f} s ({rate}). Probe: {t['probe_seconds']:.0f} s for "
+             f"Frozen features: {n_all:,} texts, all 7 hidden states x 2 poolings in one pass; "
+             f"{rate}. Probe: {t['probe_seconds']:.0f} s for "
              f"{len(t['probe'])} heads. Encoder throughput measured uncached in this run: "
              f"{tp['n'] / tp['seconds']:.0f} test sentences/s ({tp['n']} texts, batch 64, "
              "every layer, both poolings).", "",
