@@ -70,13 +70,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default=None, help="encoder directory (default: packaged MiniLM)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--cache-dir", type=Path, default=Path("runs/nlp-cache"))
-    p.add_argument("--sst2-train", type=int, default=8000, help="SST-2 training phrases used")
+    p.add_argument("--sst2-train", type=int, default=20000, help="SST-2 training phrases used")
     p.add_argument("--sst2-val", type=int, default=2000, help="SST-2 dev phrases for selection")
     p.add_argument("--seeds", type=int, default=3, help="head seeds per configuration")
     p.add_argument("--ft-train", type=int, default=1000, help="texts of one fine-tuning pass")
     p.add_argument("--ft-test", type=int, default=2000, help="test texts scored after fine-tuning")
     p.add_argument("--ft-seeds", type=int, default=3, help="fine-tuning seeds (SST-2)")
-    p.add_argument("--ft-seeds-tweets", type=int, default=1, help="fine-tuning seeds (TweetEval)")
+    p.add_argument("--ft-seeds-tweets", type=int, default=3, help="fine-tuning seeds (TweetEval)")
     p.add_argument("--forget-texts", type=int, default=300, help="held-out texts for forgetting")
     p.add_argument(
         "--threads",
