@@ -115,9 +115,10 @@ class TransferConfig:
     baseline_extractor: str = "adapter"
     """Baseline features extractor: 'adapter' (the student's architecture) or 'nature_cnn'
     (SB3's NatureCNN)."""
-    baseline_lr: float = 1e-3
-    """Learning rate of the baseline's PPO (chosen by a sweep: benchmarks/results/transfer.md)."""
-    baseline_envs: int = 16
+    baseline_lr: float = 2.5e-3
+    """Learning rate of the baseline's PPO (chosen on validation seeds by
+    benchmarks/baseline_sweep.py: benchmarks/results/baseline_sweep.md)."""
+    baseline_envs: int = 64
     """Parallel envs of the baseline's PPO (chosen by the same sweep)."""
     min_teacher_success: float = 0.8
     """Teacher success below which the summary and report warn that 'recovered' means little."""
