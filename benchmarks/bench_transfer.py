@@ -62,7 +62,6 @@ ABLATION = {
         "pool": "flatten",
     },
     "both, offline only": {"dagger_share": 0.0},
-    "latent only, offline + DAgger": {"loss": "latent"},
     "action only, offline + DAgger": {"loss": "action"},
 }
 
@@ -78,7 +77,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--baseline-multiple",
         type=float,
-        default=3.0,
+        default=2.0,
         help="train the pixel baselines for this many times the transfer's wall time",
     )
     p.add_argument(
@@ -306,7 +305,7 @@ def markdown(r: dict) -> str:
                 if c
                 else f"did not reach the student's success ({b['target_success']:.3f}) within "
                 f"{b['budget_s']:.0f} s ({b['final']['frames']} frames), "
-                f"{b['budget_s'] / b['transfer_wall_s']:.0f}x the transfer's wall time."
+                f"{b['budget_s'] / b['transfer_wall_s']:.1f}x the transfer's wall time."
             )
         )
     lines += [

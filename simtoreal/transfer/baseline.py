@@ -61,7 +61,7 @@ class _Clock(BaseCallback):
                     **self.evaluate_fn(None),
                 }
         if self.train_s >= self._next_curve:  # 40 checks over the budget: resolves the crossing
-            r = self.evaluate_fn(CURVE_EPISODES)
+            r = self.evaluate_fn(CURVE_EPISODES, sampled=False)
             self.curve.append(
                 {
                     "frames": self.num_timesteps,
@@ -106,9 +106,12 @@ def pixel_ppo_baseline(
         policy = model_policy_fn(model, deterministic=deterministic)
         return evaluate(policy, real, n or cfg.eval_episodes, view="image")
 
-    def scored(n=None) -> dict:
-        sampled = evaluate_fn(n, deterministic=False)
-        return {**evaluate_fn(n).to_dict(), "sampled_success_rate": sampled.success_rate}
+    def scored(n=None, sampled: bool = True) -> dict:
+        """Greedy success (and with ``sampled``, the stochastic policy's too)."""
+        greedy = evaluate_fn(n).to_dict()
+        if not sampled:
+            return greedy
+        return {**greedy, "sampled_success_rate": evaluate_fn(n, False).success_rate}
 
     budget = seconds * cfg.baseline_wall_multiple
     clock = _Clock(
