@@ -241,6 +241,10 @@ def pretrain_source(config: VisionRunConfig, path: Path, writer) -> None:
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     writer.add_scalar("source/accuracy", record["accuracy"], 0)
+    print(
+        f"[vision] source task: held-out accuracy {record['accuracy']:.3f} in {record['wall_time_s']} s",
+        flush=True,
+    )
     source.save_source(path, trunk, head, {"task": record["task"], "accuracy": record["accuracy"]})
     atomic_write_json(path.with_name("source.json"), record)
 
