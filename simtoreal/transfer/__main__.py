@@ -71,6 +71,13 @@ def print_summary(summary: dict, console: Console) -> None:
         f"recovered {summary['recovered']:.3f} of the teacher's success zero-shot in real | adapter: "
         f"{tr['frames']} frames, {tr['wall_time_s']:.1f} s | run: {summary['run_dir']} (report.md)"
     )
+    if "robustness" in summary:
+        r = summary["robustness"]
+        score = "n/a" if r["score"] is None else f"{r['score']:.3f}"
+        console.print(
+            f"robustness score {score} (shifts at severity {r['severity']} on {r['on_top_of']}, "
+            f"families training does not cover); worst shift: {r['worst']}"
+        )
     if "baseline" not in summary:
         console.print("baseline not run (add --baseline for PPO from pixels in real)")
     for warning in summary.get("warnings", []):

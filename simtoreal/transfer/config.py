@@ -96,6 +96,11 @@ class TransferConfig:
     """Severities of the real domain to sweep."""
     severity: float = 0.5
     """Default severity of the real domain, the headline number."""
+    robustness_episodes: int = 200
+    """Episodes per shift of the robustness check: every shift of simtoreal.envs.shifts on top
+    of real@severity (0: skip it)."""
+    robustness_severity: int = 3
+    """Shift severity of the robustness check, 1 (mild) to 5."""
 
     # ---- optional stages
     finetune_steps: int = 0
@@ -137,7 +142,7 @@ class TransferConfig:
         for name in _POSITIVE_INTS:
             _check_int(name, getattr(self, name), 1)
         check_run_seed(self.seed)
-        for name in ("dagger_rounds", "finetune_steps", "gif_episodes"):
+        for name in ("dagger_rounds", "finetune_steps", "gif_episodes", "robustness_episodes"):
             _check_int(name, getattr(self, name), 0)
         for name in ("lr", "checkpoint_seconds", "baseline_wall_multiple", "baseline_lr"):
             _check_positive(name, getattr(self, name))
@@ -177,6 +182,10 @@ class TransferConfig:
             )
         from simtoreal.envs.render import check_domain
 
+        if self.robustness_severity not in range(1, 6):
+            raise ConfigError(
+                f"robustness_severity={self.robustness_severity!r}: use an integer from 1 to 5."
+            )
         if not self.severities:
             raise ConfigError("severities is empty: give at least one, e.g. --severities 0.5.")
         for s in (*self.severities, self.severity):

@@ -118,6 +118,8 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
         **results,
         "warnings": teacher_warnings(results["teacher"]["success_rate"], cfg),
     }
+    if cfg.robustness_episodes:
+        summary["robustness"] = robustness(distiller, world, cfg, results["teacher"])
     if cfg.gif_episodes:
         write_student_gif(distiller, world, cfg, run_dir / "student.gif")
     if cfg.finetune_steps:
@@ -195,6 +197,22 @@ def log_results(writer: SummaryWriter, results: dict, step: int) -> None:
         )
     for severity, r in results["student"]["real"].items():
         writer.add_scalar(f"eval/student_real@{severity}", r["success_rate"], step)
+
+
+def robustness(distiller: Distiller, world: dict, cfg: TransferConfig, teacher: dict) -> dict:
+    """The shift suite on top of the headline test domain (real@severity), on test seeds."""
+    from simtoreal.transfer.robustness import evaluate_robustness
+
+    kwargs = {**world, "domain": "real", "severity": cfg.severity, "frame_stack": cfg.frame_stack}
+    return evaluate_robustness(
+        distiller.student_act,
+        kwargs,
+        teacher["success_rate"],
+        cfg.train_domain,
+        cfg.robustness_severity,
+        cfg.robustness_episodes,
+        EVAL_SEED,
+    )
 
 
 def write_student_gif(distiller: Distiller, world: dict, cfg: TransferConfig, path: Path) -> None:

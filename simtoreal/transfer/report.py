@@ -60,6 +60,28 @@ def plot_severity(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def robustness_lines(r: dict) -> list[str]:
+    """The robustness table: every shift, its family, whether training covers it."""
+    score = "n/a (training covers every family)" if r["score"] is None else f"**{r['score']:.3f}**"
+    lines = [
+        f"## Robustness: shifts at severity {r['severity']} of 5 on top of {r['on_top_of']}",
+        "",
+        f"Robustness score (recovered success averaged over the shifts of families that "
+        f"`{r['train_domain']}` does not vary: {', '.join(r['families_uncovered'])}): {score}. "
+        f"Worst shift: {r['worst']}. {r['n_episodes']} test episodes per shift.",
+        "",
+        "| shift | family | covered by training | success [95% CI] | recovered |",
+        "|---|---|---|---|---|",
+    ]
+    for name, x in r["shifts"].items():
+        lo, hi = x["success_ci"]
+        lines.append(
+            f"| {name} | {x['family']} | {'yes' if x['covered_by_training'] else 'no'} | "
+            f"{x['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] | {x['recovered']:.3f} |"
+        )
+    return [*lines, ""]
+
+
 def write_report(run_dir: Path, summary: dict) -> Path:
     """Write ``report.md`` and ``success_vs_severity.png`` into ``run_dir``."""
     plot_severity(summary, run_dir / "success_vs_severity.png")
@@ -130,6 +152,8 @@ def write_report(run_dir: Path, summary: dict) -> Path:
             "trained from pixels in real, at the same frames and the same wall time.",
             "",
         ]
+    if "robustness" in summary:
+        lines += robustness_lines(summary["robustness"])
     p = summary["protocol"]
     lines += [
         "Domains and seeds: "

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -30,6 +31,7 @@ from simtoreal.transfer.training import CHECKPOINT_FILE
 
 _MKDIR = Path.mkdir
 TINY = {
+    "robustness_episodes": 0,
     "frames": 1_024,
     "epochs": 1,
     "dagger_share": 0.0,
@@ -349,6 +351,7 @@ FIELD_PROBES = {
     "severity": (0.25, lambda s, d: sorted(s["student"]["real"])),
     "gif_episodes": (1, lambda s, d: (d / "student.gif").is_file()),
     "torch_threads": (2, lambda s, d: s["torch_threads"]),
+    "robustness_episodes": (4, lambda s, d: s.get("robustness", {}).get("n_episodes")),
 }
 # Fields tested elsewhere, with the test that shows their effect.
 TESTED_ELSEWHERE = {
@@ -367,6 +370,7 @@ TESTED_ELSEWHERE = {
     "baseline_envs": "test_baseline_budgets_reach_the_baseline",
     "device": "test_cuda_without_a_gpu_names_cpu_and_auto",
     "min_teacher_success": "test_weak_teacher_is_flagged_in_summary_and_report",
+    "robustness_severity": "test_robustness_check_reports_every_shift_and_an_honest_score",
 }
 
 
@@ -556,3 +560,57 @@ def test_the_cli_runs_the_readme_job_at_tiny_scale(tmp_path):
     for name in ("teacher/summary.json", "summary.json", "student.zip", "student.gif", "report.md"):
         assert (run / name).is_file(), name
     assert any((run / "tb").iterdir())
+
+
+# -- robustness to shifts never trained on --------------------------------------------------------
+
+
+def test_robustness_check_reports_every_shift_and_an_honest_score(teacher_dir, tmp_path):
+    from simtoreal.agents.evaluate import model_policy_fn
+    from simtoreal.envs.shifts import shift_names
+    from simtoreal.transfer.robustness import evaluate_robustness
+
+    # A student that works on clean frames (real at severity 0 is the sim render), so that
+    # shifts have success to take away.
+    kwargs = {"train_domain": "sim", "severity": 0.0, "severities": (0.0,), "frames": 6_000,
+              "epochs": 6, "robustness_episodes": 30, "robustness_severity": 1}  # fmt: skip
+    summary = run_transfer(_cfg(teacher_dir, tmp_path / "run", **kwargs))
+    mild = summary["robustness"]
+    assert set(mild["shifts"]) == set(shift_names()) and mild["severity"] == 1
+    uncovered = [x["recovered"] for x in mild["shifts"].values() if not x["covered_by_training"]]
+    assert mild["score"] == pytest.approx(np.mean(uncovered))
+    assert mild["families_uncovered"] == [
+        "noise",
+        "blur",
+        "digital",
+        "colour",
+        "lighting",
+        "geometry",
+        "occlusion",
+        "texture",
+    ]  # sim varies nothing
+    assert "Robustness score" in (tmp_path / "run" / "report.md").read_text()
+    student = PPO.load(tmp_path / "run" / "student.zip", device="cpu")
+    world = {"domain": "real", "severity": 0.0}
+    harsh = evaluate_robustness(model_policy_fn(student), world, summary["teacher"]["success_rate"],
+                                "randomized", 5, 30, 1_000_000)  # fmt: skip
+
+    # Stronger shifts cost success overall: a check that fails if the severity never arrives.
+    def total(r):
+        return sum(x["success_rate"] for x in r["shifts"].values())
+
+    assert total(harsh) < total(mild)
+    assert {"digital", "occlusion", "geometry"} == set(harsh["families_uncovered"])
+
+
+def test_shifted_policy_sees_shifted_frames_with_stacks():
+    from simtoreal.envs.shifts import apply_shift
+    from simtoreal.transfer.robustness import shifted_policy
+
+    seen = []
+    policy = shifted_policy(lambda f: seen.append(f) or np.zeros(len(f), int), "hue_shift", 3, 0)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 6), dtype=np.uint8)
+    policy(frames)
+    for c in (0, 3):
+        expected = apply_shift(np.ascontiguousarray(frames[..., c : c + 3]), "hue_shift", 3, 0, 0)
+        np.testing.assert_array_equal(seen[0][..., c : c + 3], expected)
