@@ -15,7 +15,10 @@ from simtoreal.errors import ConfigError, SimToRealError
 # command -> (module, one-line description); the order is the order of --help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("simtoreal.train.grid", "Train a teacher policy on the state view of a grid world."),
-    "vision": ("simtoreal.train.vision", "Train the vision stack (frozen CNN trunk) as a detector."),
+    "vision": (
+        "simtoreal.train.vision",
+        "Train the vision stack (frozen CNN trunk) as a detector.",
+    ),
     "nlp": ("simtoreal.train.nlp", "Text classifier on a tapped layer of a frozen transformer."),
 }
 
@@ -35,6 +38,29 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     module.print_summary(summary)
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """Value of ``--flag X`` or ``--flag=X`` in argv, or None."""
+    for i, arg in enumerate(argv):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag:
+            if i + 1 == len(argv):
+                raise ConfigError(f"{flag} needs a value: {flag} PATH.")
+            return argv[i + 1]
+    return None
+
+
+def resume_flag(argv: list[str]) -> str | None:
+    """The run directory of ``--resume RUN_DIR`` in argv, which then may hold nothing else: a
+    resumed run continues with its saved config.json."""
+    run_dir = flag_value(argv, "--resume")
+    if run_dir is not None and len(argv) != (2 if "--resume" in argv else 1):
+        raise ConfigError(
+            "--resume takes no other flags: the run continues with its saved config.json."
+        )
+    return run_dir
 
 
 def _print_usage() -> None:

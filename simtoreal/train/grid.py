@@ -70,6 +70,7 @@ from simtoreal.runs import (
     read_jsonl,
 )
 from simtoreal.seeds import VAL_SEED, check_run_seed, stream
+from simtoreal.train.cli import flag_value, resume_flag
 from simtoreal.train.presets import with_preset
 
 METRICS_FILE, SUMMARY_FILE, GIF_FILE = "metrics.jsonl", "summary.json", "policy.gif"
@@ -593,12 +594,8 @@ PROG = "python -m simtoreal.train grid"
 
 def cli(argv: list[str]) -> dict[str, Any]:
     """Parse ``train grid`` flags, run (or resume) the training and return the summary."""
-    resume_dir = _flag_value(argv, "--resume")
+    resume_dir = resume_flag(argv)
     if resume_dir is not None:
-        if len(argv) != (2 if "--resume" in argv else 1):
-            raise ConfigError(
-                "--resume takes no other flags: the run continues with its saved config.json."
-            )
         return resume(resume_dir)
     default = _defaults(argv)
     args = tyro.cli(GridArgs, args=argv, default=default, prog=PROG)
@@ -609,9 +606,9 @@ def cli(argv: list[str]) -> dict[str, Any]:
 def _defaults(argv: list[str]) -> GridArgs:
     """What the flags override: the ``--config`` file's values if one is given, and the env's
     preset (simtoreal/train/presets.py) for every field the file leaves unset."""
-    config_file = _flag_value(argv, "--config")
+    config_file = flag_value(argv, "--config")
     data = read_config_data(config_file) if config_file else {}
-    env_id = _flag_value(argv, "--env-id") or _flag_value(argv, "--env_id")
+    env_id = flag_value(argv, "--env-id") or flag_value(argv, "--env_id")
     env_id = env_id or data.get("env_id", TrainConfig.env_id)
     source = str(config_file) if config_file else f"the preset of {env_id}"
     config = TrainConfig.from_dict({**with_preset(data, env_id), "env_id": env_id}, source)
@@ -641,15 +638,3 @@ def read_config_file(path: str | Path) -> TrainConfig:
 def _fields_of(obj: Any) -> dict[str, Any]:
     """Top-level fields, nested configs kept as objects (unlike dataclasses.asdict)."""
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-
-
-def _flag_value(argv: list[str], flag: str) -> str | None:
-    """Value of ``--flag X`` or ``--flag=X`` in argv, or None."""
-    for i, arg in enumerate(argv):
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-        if arg == flag:
-            if i + 1 == len(argv):
-                raise ConfigError(f"{flag} needs a value: {flag} PATH.")
-            return argv[i + 1]
-    return None

@@ -45,6 +45,7 @@ from simtoreal.stacks.vision import (
     trunk_of,
 )
 from simtoreal.stacks.vision_data import DetectionSet, load_coco, world_set
+from simtoreal.train.cli import resume_flag
 
 PROG = "python -m simtoreal.train vision"
 SOURCE_FILE, SUMMARY_FILE, METRICS_FILE = "source.safetensors", "summary.json", "metrics.jsonl"
@@ -489,18 +490,9 @@ class VisionArgs(VisionRunConfig):
 
 def cli(argv: list[str]) -> dict[str, Any]:
     """Parse ``train vision`` flags, run (or resume) the training and return the summary."""
-    if any(a == "--resume" or a.startswith("--resume=") for a in argv):
-        value = (
-            argv[argv.index("--resume") + 1]
-            if "--resume" in argv and argv[-1] != "--resume"
-            else None
-        )
-        value = value or next((a.split("=", 1)[1] for a in argv if a.startswith("--resume=")), None)
-        if value is None or len(argv) > 2:
-            raise ConfigError(
-                "--resume RUN_DIR takes no other flags: the run continues with its config.json."
-            )
-        return resume(value)
+    resume_dir = resume_flag(argv)
+    if resume_dir is not None:
+        return resume(resume_dir)
     args = tyro.cli(VisionArgs, args=argv, prog=PROG)
     names = [f.name for f in dataclasses.fields(VisionRunConfig)]
     config = VisionRunConfig(**{n: getattr(args, n) for n in names})
