@@ -9,6 +9,7 @@ from pathlib import Path
 from simtoreal.agents.adapter import AdapterConfig, check_feature_map
 from simtoreal.errors import ConfigError
 from simtoreal.seeds import check_run_seed, stream
+from simtoreal.transfer.augment import check_augmentations
 
 LOSSES = ("latent", "action", "both")
 BASELINE_EXTRACTORS = ("adapter", "nature_cnn")
@@ -73,6 +74,9 @@ class TransferConfig:
     """Passes over the aggregated data after each DAgger round."""
     batch_size: int = 256
     """Minibatch size of adapter training."""
+    augment: tuple[str, ...] = ()
+    """Frame augmentations of every training batch, any of: shift (DrQ), grayscale, hue,
+    cutout (simtoreal/transfer/augment.py; docs/transfer.md has their measured effect)."""
     lr: float = 2e-3
     """Peak Adam learning rate of the adapter (linear warm-up, then linear decay to 0)."""
     max_train_seconds: float | None = None
@@ -156,6 +160,7 @@ class TransferConfig:
                 f"baseline_extractor={self.baseline_extractor!r}: use one of "
                 f"{', '.join(BASELINE_EXTRACTORS)}."
             )
+        check_augmentations(self.augment)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: use one of {', '.join(LOSSES)}.")
         if self.frames < self.batch_size:

@@ -8,7 +8,7 @@ its action distribution through the same head for the action loss.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +20,7 @@ from simtoreal.agents.adapter import CnnStateAdapter, frames_to_tensor
 from simtoreal.agents.surgery import PolicyHead
 from simtoreal.core import Stack, Stage, TrainRule
 from simtoreal.errors import IncompatibleError
+from simtoreal.transfer.augment import apply_augmentations, check_augmentations
 from simtoreal.transfer.data import PairedData
 
 _CHUNK = 1024  # inference batch
@@ -33,6 +34,8 @@ class Distiller:
         adapter: The CNN adapter to train; its latent size is the teacher's.
         loss: ``"latent"``, ``"action"`` or ``"both"``.
         latent_weight, action_weight: Weights of the two terms in ``"both"``.
+        augment: Names of frame augmentations applied to every training batch
+            (:mod:`simtoreal.transfer.augment`), drawn from a generator seeded by ``seed``.
     """
 
     def __init__(
@@ -43,6 +46,8 @@ class Distiller:
         latent_weight: float = 1.0,
         action_weight: float = 1.0,
         device: str | torch.device = "cpu",
+        augment: Sequence[str] = (),
+        seed: int = 0,
     ) -> None:
         check_teacher(teacher)
         self.device = torch.device(device)
@@ -63,6 +68,9 @@ class Distiller:
             "latent": latent_weight if loss in ("latent", "both") else 0.0,
             "action": action_weight if loss in ("action", "both") else 0.0,
         }
+        check_augmentations(augment)
+        self.augment = tuple(augment)
+        self.augment_gen = torch.Generator(device=self.device).manual_seed(seed)
         self.seen = 0  # training samples processed
         self.latent_scale: torch.Tensor | None = None  # per-dim std of the teacher's latents
 
@@ -154,7 +162,10 @@ class Distiller:
 
     def _step(self, images: np.ndarray, latent, logits, optimizer) -> dict[str, float]:
         """One optimiser step on a batch of uint8 frames; returns the loss and its parts."""
-        total, parts = self.loss(frames_to_tensor(images, self.device), latent, logits)
+        x = frames_to_tensor(images, self.device)
+        if self.augment:
+            x = apply_augmentations(x, self.augment, self.augment_gen)
+        total, parts = self.loss(x, latent, logits)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

@@ -95,6 +95,8 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
         cfg.latent_weight,
         cfg.action_weight,
         device,
+        augment=cfg.augment,
+        seed=cfg.seed,
     )
     trainer = Trainer(distiller, world, cfg, run_dir)
     if resume:

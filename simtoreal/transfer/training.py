@@ -99,6 +99,7 @@ class Trainer:
             "latent_scale": self.distiller.latent_scale,
             "seen": self.distiller.seen,
             "round_starts": self.round_starts,
+            "augment_rng": self.distiller.augment_gen.get_state(),
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -124,6 +125,7 @@ class Trainer:
         self.distiller.latent_scale = state["latent_scale"]
         self.distiller.seen = int(state["seen"])
         self.round_starts = list(state["round_starts"])
+        self.distiller.augment_gen.set_state(state["augment_rng"].cpu())
         drop_metrics_after(self.run_dir / "metrics.jsonl", self.distiller.seen)
         return True
 

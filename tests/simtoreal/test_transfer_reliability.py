@@ -215,7 +215,12 @@ def test_a_failed_run_is_marked_and_a_rerun_proceeds_without_overwrite(
 def test_resume_after_an_interruption_gives_the_same_adapter(teacher_dir, tmp_path, monkeypatch):
     """Interrupt during a DAgger round (after a mid-epoch checkpoint), resume, compare with an
     uninterrupted run of the same config."""
-    kwargs = {"dagger_share": 0.5, "dagger_rounds": 2, "checkpoint_seconds": 1e-9}
+    kwargs = {
+        "dagger_share": 0.5,
+        "dagger_rounds": 2,
+        "checkpoint_seconds": 1e-9,
+        "augment": ("shift", "hue"),
+    }  # the augmentation generator resumes too
     run_transfer(_cfg(teacher_dir, tmp_path / "whole", **kwargs))
 
     calls = {"n": 0}
@@ -341,6 +346,7 @@ FIELD_PROBES = {
     "dagger_epochs": (2, lambda s, d: s["train"]["samples"]),
     "batch_size": (64, lambda s, d: _metrics(d)[0]["samples"]),
     "lr": (1e-4, lambda s, d: _metrics(d)[0]["lr"]),
+    "augment": (("shift", "cutout"), lambda s, d: _metrics(d)[0]["loss"]),
     "max_train_seconds": (1e-6, lambda s, d: s["train"]["stopped_by_deadline"]),
     "channels": ((8, 8, 4), lambda s, d: _adapter_json(d)["channels"]),
     "kernels": ((4, 3, 3), lambda s, d: _adapter_json(d)["kernels"]),

@@ -1,0 +1,105 @@
+"""Frame augmentations for adapter training (the DrQ / RAD family), applied to each minibatch on
+the device, so every epoch sees new variations of the stored frames.
+
+Each augmentation maps a float batch ``(B, C, H, W)`` in [0, 1] (``C = 3k`` for ``k`` stacked
+frames; every frame of a sample gets the same draw) to one of the same shape:
+
+- ``shift``: pad by 4 pixels (edge colour) and crop back at a random offset (DrQ).
+- ``grayscale``: half of the samples lose their colour, so the adapter must also read shapes.
+- ``hue``: rotate every sample's hues by a random angle (a rotation about the grey axis).
+- ``cutout``: one random square of 8 to 20 pixels per sample painted a random grey.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from simtoreal.errors import ConfigError
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def _per_frame(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3k, H, W)`` -> ``(B, k, 3, H, W)``."""
+    return x.reshape(x.shape[0], -1, 3, *x.shape[2:])
+
+
+def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    frames = _per_frame(x)
+    luma = (frames * frames.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(2, keepdim=True)
+    pick = torch.rand(x.shape[0], generator=gen, device=x.device) < p
+    out = torch.where(pick[:, None, None, None, None], luma.expand_as(frames), frames)
+    return out.reshape(x.shape)
+
+
+def hue(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    angle = torch.rand(x.shape[0], generator=gen, device=x.device) * 2 * math.pi
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    k = 1.0 / math.sqrt(3.0)
+    # Rodrigues' rotation about the unit grey axis (1, 1, 1) / sqrt(3), one matrix per sample.
+    eye = torch.eye(3, device=x.device)
+    axis = torch.full((3, 3), 1.0 / 3.0, device=x.device)
+    cross = torch.tensor([[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]], device=x.device)
+    rot = cos[:, None, None] * eye + (1 - cos)[:, None, None] * axis + sin[:, None, None] * cross
+    frames = _per_frame(x)
+    out = torch.einsum("bij,bkjhw->bkihw", rot, frames).clamp_(0.0, 1.0)
+    return out.reshape(x.shape)
+
+
+def cutout(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    b, _, h, w = x.shape
+    size = torch.randint(8, 21, (b,), generator=gen, device=x.device)
+    top = (torch.rand(b, generator=gen, device=x.device) * (h - size)).long()
+    left = (torch.rand(b, generator=gen, device=x.device) * (w - size)).long()
+    ys = torch.arange(h, device=x.device)[None, :, None]
+    xs = torch.arange(w, device=x.device)[None, None, :]
+    inside = (
+        (ys >= top[:, None, None])
+        & (ys < (top + size)[:, None, None])
+        & (xs >= left[:, None, None])
+        & (xs < (left + size)[:, None, None])
+    )
+    grey = torch.rand(b, generator=gen, device=x.device)[:, None, None, None]
+    return torch.where(inside[:, None], grey, x)
+
+
+AUGMENTATIONS: dict[str, Augment] = {
+    "shift": shift,
+    "grayscale": grayscale,
+    "hue": hue,
+    "cutout": cutout,
+}
+
+
+def check_augmentations(names: Sequence[str]) -> None:
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise ConfigError(
+            f"unknown augmentation(s) {unknown}: use any of {', '.join(AUGMENTATIONS)}, e.g. "
+            "--augment shift hue cutout."
+        )
+
+
+def apply_augmentations(
+    x: torch.Tensor, names: Sequence[str], gen: torch.Generator
+) -> torch.Tensor:
+    """``x`` through each named augmentation in order, drawing from ``gen`` (on ``x``'s device)."""
+    for name in names:
+        x = AUGMENTATIONS[name](x, gen)
+    return x
