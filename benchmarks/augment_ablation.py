@@ -18,17 +18,16 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 from common import machine_info
 
 from simtoreal import seeds
+from simtoreal.agents.evaluate import model_policy_fn
 from simtoreal.train import TrainConfig, train
 from simtoreal.transfer.config import TransferConfig
-from simtoreal.transfer.pipeline import load_checked_teacher, run_transfer
+from simtoreal.transfer.pipeline import load_checked_teacher, load_student, run_transfer
 from simtoreal.transfer.robustness import evaluate_robustness
-from simtoreal.transfer.training import Trainer
 
 OUT = Path(__file__).resolve().parent / "results"
 VARIANTS = {
@@ -52,17 +51,10 @@ def main() -> None:
         cfg = TransferConfig(teacher=work / "teacher", run_dir=work / f"run-{len(rows)}",
                              augment=augment, robustness_episodes=0, gif_episodes=0,
                              severities=(0.5,))  # fmt: skip
-        captured = {}
-        real_run = Trainer.run
-
-        def keep(self, *a, _c=captured, _r=real_run, **k):
-            _c["distiller"] = self.distiller
-            return _r(self, *a, **k)
-
-        with mock.patch.object(Trainer, "run", keep):
-            summary = run_transfer(cfg)
+        summary = run_transfer(cfg)
+        act = model_policy_fn(load_student(cfg.run_dir))
         val = {**world, "domain": "validation", "severity": 0.5}
-        rob = evaluate_robustness(captured["distiller"].student_act, val,
+        rob = evaluate_robustness(act, val,
                                   summary["teacher"]["success_rate"], "randomized", 3,
                                   args.episodes, seeds.VAL_SEED)  # fmt: skip
         recovered = [x["recovered"] for x in rob["shifts"].values()]

@@ -20,12 +20,11 @@ from unittest import mock
 
 from common import machine_info
 
-from simtoreal.agents.evaluate import evaluate
+from simtoreal.agents.evaluate import evaluate, model_policy_fn
 from simtoreal.envs import render
 from simtoreal.train import TrainConfig, train
 from simtoreal.transfer.config import TransferConfig
-from simtoreal.transfer.pipeline import load_checked_teacher, run_transfer
-from simtoreal.transfer.training import Trainer
+from simtoreal.transfer.pipeline import load_checked_teacher, load_student, run_transfer
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -43,16 +42,8 @@ def main() -> None:
     for frames in (40_000, 100_000):
         cfg = TransferConfig(teacher=teacher_dir, run_dir=work / f"t{frames}", frames=frames,
                              severities=(0.5, 1.0), gif_episodes=0)  # fmt: skip
-        captured = {}
-        real_run = Trainer.run
-
-        def keep(self, *args, _captured=captured, _run=real_run, **kwargs):
-            _captured["distiller"] = self.distiller
-            return _run(self, *args, **kwargs)
-
-        with mock.patch.object(Trainer, "run", keep):
-            summary = run_transfer(cfg)
-        act = captured["distiller"].student_act
+        summary = run_transfer(cfg)
+        act = model_policy_fn(load_student(cfg.run_dir))
         _, world = load_checked_teacher(teacher_dir)
         with mock.patch.dict(render._DOMAIN_SPECS, {"randomized": no_distractors}):
             plain = evaluate(act, {**world, "domain": "randomized"}, 500, view="image")

@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from simtoreal import seeds
 from simtoreal.agents.evaluate import evaluate, model_policy_fn, random_policy_fn, record_frames
-from simtoreal.agents.factory import load_teacher
+from simtoreal.agents.factory import ALGORITHMS, load_model, load_teacher
 from simtoreal.agents.surgery import build_student, teacher_latent_dim
 from simtoreal.device import resolve_device
 from simtoreal.envs.batched import ViewConfig
@@ -154,6 +154,16 @@ def load_checked_teacher(teacher_dir: str | Path) -> tuple[BaseAlgorithm, dict]:
     teacher, _ = load_teacher(teacher_dir)
     check_teacher(teacher)
     return teacher, world
+
+
+def load_student(run_dir: str | Path) -> BaseAlgorithm:
+    """The student of a finished transfer run: an SB3 model (the teacher's algorithm) that acts
+    from image observations. Its ``.zip`` unpickles: load only runs you trust."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    teacher_dir = Path(config["teacher"]) if config.get("teacher") else run_dir / "teacher"
+    algo = load_config(teacher_dir).get("algo", "ppo")
+    return load_model(ALGORITHMS[algo][0], run_dir / "student.zip")
 
 
 def teacher_wall_time(teacher_dir: Path) -> float:

@@ -481,6 +481,14 @@ def test_the_readme_snippet_acts_with_a_trained_student(teacher_dir, tmp_path):
     scope: dict = {}
     exec(code.replace(placeholder, str(tmp_path / "run" / "student.zip")), scope)
     assert scope["done"] and scope["env"].observation_space.contains(scope["obs"])
+    from simtoreal.transfer.pipeline import load_student
+
+    student = load_student(tmp_path / "run")  # the teacher's algorithm, whatever it was
+    assert type(student).__name__ == "PPO"
+    assert (
+        student.predict(scope["obs"], deterministic=True)[0]
+        == scope["student"].predict(scope["obs"], deterministic=True)[0]
+    )
 
 
 def test_transfer_help_names_the_module_command():
