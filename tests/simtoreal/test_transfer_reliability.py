@@ -561,7 +561,7 @@ def test_scaled_adam_steps_the_head_at_its_scale():
 def test_the_cli_runs_the_readme_job_at_tiny_scale(tmp_path):
     """`python -m simtoreal.transfer` with no teacher trains the default one first."""
     flags = ["--frames", "1024", "--num-envs", "64", "--eval-episodes", "10", "--severities", "0.5",
-             "--gif-episodes", "1", "--epochs", "1"]  # fmt: skip
+             "--gif-episodes", "1", "--epochs", "1", "--robustness-episodes", "4"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "simtoreal.transfer", "--run-dir", str(tmp_path / "run"), *flags],
         capture_output=True,
