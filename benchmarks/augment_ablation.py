@@ -12,15 +12,11 @@ benchmarks/results/augment_ablation.{md,json}.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import machine_info
+from common import machine_info, report_header, save_record
 
 from simtoreal import seeds
 from simtoreal.agents.evaluate import model_policy_fn
@@ -71,18 +67,9 @@ def main() -> None:
             "shifts": {n: x["recovered"] for n, x in rob["shifts"].items()},
         }
         print(name, {k: v for k, v in rows[name].items() if k != "shifts"}, flush=True)
-    record = {"command": shlex.join(["python", *sys.argv]),
-              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": info, "episodes": args.episodes, "rows": rows}  # fmt: skip
-    (OUT / "augment_ablation.json").write_text(json.dumps(record, indent=2) + "\n")
+    record = save_record(OUT / "augment_ablation.json", info, episodes=args.episodes, rows=rows)
     lines = [
-        "# Frame augmentations: robustness read on the validation world",
-        "",
-        f"Command: `{record['command']}`  ",
-        f"Date: {record['date']}  ",
-        f"Machine: {info['cpu_model']} ({info['cpu_count']} cores), load average at start "
-        f"{info['load_average_1m']}",
-        "",
+        *report_header("Frame augmentations: robustness read on the validation world", record),
         f"Default teacher and transfer config (100k frames) per row; the shift suite at severity 3 "
         f"on top of `validation`@0.5, {args.episodes} validation-seed episodes per shift. Score: "
         "recovered success averaged over the families `randomized` does not vary (digital, "

@@ -14,17 +14,13 @@ baseline_envs.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
-import json
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import machine_info
+from common import machine_info, report_header, save_record
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
@@ -84,23 +80,14 @@ def main() -> None:
         rows.append(run(teacher, world, lr, n_envs, args.frames, args.seed))
         print(rows[-1], flush=True)
     best = max(rows, key=lambda r: (max(r["greedy"], r["sampled"]), -r["wall_s"]))
-    record = {
-        "command": shlex.join(["python", *sys.argv]),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": info,
-        "rows": rows,
-        "best": best,
-    }
-    (OUT / "baseline_sweep.json").write_text(json.dumps(record, indent=2) + "\n")
+    record = save_record(OUT / "baseline_sweep.json", info, rows=rows, best=best)
     lines = [
-        "# PPO-from-pixels baseline: learning-rate x env-count sweep",
-        "",
-        f"Command: `{record['command']}`  ",
-        f"Date: {record['date']}  ",
-        f"Machine: {info['cpu_model']} ({info['cpu_count']} cores), load average at start "
-        f"{info['load_average_1m']} (other jobs shared the machine: wall times are indicative; "
-        "the ranking uses success at equal frames)",
-        "",
+        *report_header(
+            "PPO-from-pixels baseline: learning-rate x env-count sweep",
+            record,
+            " (other jobs shared the machine: wall times are indicative; the ranking uses success "
+            "at equal frames)",
+        ),
         f"Each config: {args.frames:,} frames of PPO in `real`@0.5 (student's adapter architecture, "
         "ReLU heads, n_steps 128, batch 256, 4 epochs), seed "
         f"{args.seed}; success on 500 validation-seed episodes.",

@@ -10,15 +10,11 @@ benchmarks/results/randomized_vs_real.{md,json}.
 
 from __future__ import annotations
 
-import datetime
-import json
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
 
-from common import machine_info
+from common import machine_info, report_header, save_record
 
 from simtoreal.agents.evaluate import evaluate, model_policy_fn
 from simtoreal.envs import render
@@ -57,21 +53,11 @@ def main() -> None:
             "held_out_pairs": summary["held_out_pairs"],
         })  # fmt: skip
         print(rows[-1], flush=True)
-    record = {
-        "command": shlex.join(["python", *sys.argv]),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": info,
-        "rows": rows,
-    }
-    (OUT / "randomized_vs_real.json").write_text(json.dumps(record, indent=2) + "\n")
+    record = save_record(OUT / "randomized_vs_real.json", info, rows=rows)
     lines = [
-        "# Student success: `randomized` (its training domain) against `real`",
-        "",
-        f"Command: `{record['command']}`  ",
-        f"Date: {record['date']}  ",
-        f"Machine: {info['cpu_model']} ({info['cpu_count']} cores), load average at start "
-        f"{info['load_average_1m']}",
-        "",
+        *report_header(
+            "Student success: `randomized` (its training domain) against `real`", record
+        ),
         "500 held-out episodes per cell; default teacher and transfer config except the frame budget.",
         "",
         "| frames | randomized | randomized, no distractors | real@0.5 | real@1.0 | latent R² randomized | latent R² real@0.5 |",

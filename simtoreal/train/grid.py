@@ -33,6 +33,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
+from simtoreal import runs
 from simtoreal.agents.evaluate import (
     EVAL_SEED,
     EvalResult,
@@ -535,12 +536,8 @@ def write_gif(
     model: BaseAlgorithm, env_kwargs: dict, path: Path, n_episodes: int, seed: int
 ) -> None:
     """``n_episodes`` episodes of the policy in the image view (sim domain), 2x upscaled."""
-    import imageio.v3 as iio
-
     frames = record_frames(model_policy_fn(model), env_kwargs, n_episodes, seed=seed)
-    frames = frames.repeat(2, axis=1).repeat(2, axis=2)
-    data = iio.imwrite("<bytes>", frames, extension=".gif", duration=150, loop=0)
-    atomic_write_bytes(path, data)
+    runs.write_gif(path, frames)
 
 
 def _versions() -> dict[str, str]:
