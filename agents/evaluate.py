@@ -1,8 +1,10 @@
 """Vectorised evaluation: one episode in each of N parallel worlds on held-out seeds.
 
 Training seeds are small (a run's ``seed`` plus the env index), so evaluation defaults to seeds
-from ``1_000_000`` up: start/goal layouts never used for training. Success is an episode that
-terminated (goal reached) rather than being truncated at the step limit.
+from ``1_000_000`` up: start/goal layouts never used for training. In the grid world, success is
+an episode that terminated (goal reached) rather than being truncated at the step limit.
+:func:`evaluate_env` does the same for any Gymnasium env, where success is what a *success rule*
+says (:data:`SUCCESS_RULES`), or undefined.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class EvalResult:
     """Headline numbers of an evaluation, each with a 95% confidence interval."""
 
     n_episodes: int
-    success_rate: float
-    success_ci: tuple[float, float]
+    success_rate: float | None
+    """None where the env defines no success (e.g. CartPole: only the return)."""
+    success_ci: tuple[float, float] | None
     """Wilson score interval."""
     mean_return: float
     return_ci: tuple[float, float]
@@ -84,18 +87,112 @@ def evaluate(
     return summarize(success, returns, lengths)
 
 
-def summarize(success: np.ndarray, returns: np.ndarray, lengths: np.ndarray) -> EvalResult:
-    """Means and 95% intervals of per-episode outcomes. Shapes: (n_episodes,)."""
-    n = int(success.size)
+def summarize(success: np.ndarray | None, returns: np.ndarray, lengths: np.ndarray) -> EvalResult:
+    """Means and 95% intervals of per-episode outcomes (``success`` None: undefined).
+    Shapes: (n_episodes,)."""
+    n = int(returns.size)
     return EvalResult(
         n_episodes=n,
-        success_rate=float(success.mean()),
-        success_ci=wilson_interval(int(success.sum()), n),
+        success_rate=None if success is None else float(success.mean()),
+        success_ci=None if success is None else wilson_interval(int(success.sum()), n),
         mean_return=float(returns.mean()),
         return_ci=mean_interval(returns),
         mean_length=float(lengths.mean()),
         length_ci=mean_interval(lengths),
     )
+
+
+# --------------------------------------------------------------------------- any Gymnasium env
+
+SuccessRule = Callable[[float, bool, dict], "bool | None"]
+"""``rule(last_reward, terminated, last_info)`` at the end of an episode: success, or None where
+the episode does not say."""
+
+
+def _reports_success(reward: float, terminated: bool, info: dict) -> bool | None:
+    return bool(info["is_success"]) if "is_success" in info else None
+
+
+def _positive_reward(reward: float, terminated: bool, info: dict) -> bool:
+    return bool(terminated and reward > 0)
+
+
+#: name -> success rule. ``is_success``: the env's ``info["is_success"]`` at the episode's end
+#: (SB3's convention; robotics envs report it); ``positive_reward``: terminated with a reward above
+#: 0 (MiniGrid: the goal reached, the reward shrinking with the steps taken); ``none``: no success,
+#: the return alone.
+SUCCESS_RULES: dict[str, SuccessRule | None] = {
+    "is_success": _reports_success,
+    "positive_reward": _positive_reward,
+    "none": None,
+}
+
+
+def default_success_rule(env_id: str) -> str:
+    """The rule an env id gets unless told: ``positive_reward`` for MiniGrid and BabyAI ids,
+    ``is_success`` (success where the env reports it) for the rest."""
+    name = env_id.rpartition(":")[2]
+    return "positive_reward" if name.startswith(("MiniGrid-", "BabyAI-")) else "is_success"
+
+
+def evaluate_env(
+    policy_fn: PolicyFn,
+    make_env: Callable[[], Any],
+    n_episodes: int = 100,
+    seed: int = EVAL_SEED,
+    success: str = "is_success",
+    n_parallel: int = 16,
+) -> EvalResult:
+    """Run ``n_episodes`` episodes of any Gymnasium env, episode ``i`` reset with seed
+    ``seed + i``, ``n_parallel`` envs stepped together.
+
+    Each env runs one episode at a time and takes the next seed when its episode ends, so an
+    episode's outcome does not depend on ``n_parallel``.
+
+    Args:
+        policy_fn: Maps a batch of observations, shape ``(n_parallel, *obs_shape)``, to actions,
+            shape ``(n_parallel, *action_shape)``; actions of envs with nothing left to run are
+            ignored.
+        make_env: Builds one env, with the observations the policy expects.
+        n_episodes: Episodes to run.
+        seed: First seed. Keep it far from the training seeds (the default is held out).
+        success: A name of :data:`SUCCESS_RULES`; the success rate is None when the rule is
+            ``none``, or when an episode does not report it.
+        n_parallel: Envs stepped together (at most ``n_episodes``).
+    """
+    if n_episodes < 1 or n_parallel < 1:
+        raise ConfigError(
+            f"n_episodes={n_episodes}, n_parallel={n_parallel}: evaluate at least one episode "
+            "on at least one env."
+        )
+    if success not in SUCCESS_RULES:
+        raise ConfigError(
+            f"unknown success rule {success!r}: use one of {', '.join(SUCCESS_RULES)}."
+        )
+    rule = SUCCESS_RULES[success]
+    envs = [make_env() for _ in range(min(n_episodes, n_parallel))]
+    episode = np.arange(len(envs))  # the episode each env runs; >= n_episodes: idle
+    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=np.int64)
+    outcome: list[bool | None] = [None] * n_episodes
+    next_episode = len(envs)
+    while (episode < n_episodes).any():
+        actions = np.asarray(policy_fn(obs))
+        for i, env in enumerate(envs):
+            if episode[i] >= n_episodes:
+                continue
+            obs[i], reward, terminated, truncated, info = env.step(actions[i])
+            returns[episode[i]] += float(reward)
+            lengths[episode[i]] += 1
+            if terminated or truncated:
+                outcome[episode[i]] = rule(float(reward), bool(terminated), info) if rule else None
+                episode[i], next_episode = next_episode, next_episode + 1
+                if episode[i] < n_episodes:
+                    obs[i] = env.reset(seed=seed + int(episode[i]))[0]
+    for env in envs:
+        env.close()
+    defined = all(o is not None for o in outcome)
+    return summarize(np.array(outcome, dtype=bool) if defined else None, returns, lengths)
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Algorithm factory: PPO (default), A2C and DQN from typed configs, and teacher loading.
+"""Algorithm factory: PPO (default), A2C, DQN, SAC and TD3 from typed configs, and teacher loading.
 
 Every teacher policy is ``GridEncoder -> mlp_extractor (pi / vf) -> action_net / value_net``;
 :func:`policy_kwargs` is the one place that builds it, so *policy surgery* can later swap the
@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from stable_baselines3 import A2C, DQN, PPO
+import numpy as np
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
@@ -176,6 +178,91 @@ class DQNConfig:
         _require(0 <= self.exploration_final_eps <= 1, "exploration_final_eps is in [0, 1].")
 
 
+@dataclass
+class OffPolicyConfig:
+    """What SAC and TD3 share: the replay buffer and the update schedule (SB3's defaults, with
+    RL Zoo's learning rate of 1e-3 for Pendulum-v1). Box action spaces only."""
+
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity, in transitions."""
+    learning_starts: int = 100
+    """Transitions collected (with uniformly random actions) before learning starts."""
+    batch_size: int = 256
+    """Minibatch size."""
+    tau: float = 0.005
+    """Soft update coefficient of the target networks."""
+    gamma: float = 0.99
+    """Discount factor."""
+    train_freq: int = 1
+    """Vectorised env steps between updates."""
+    gradient_steps: int = 1
+    """Gradient steps per update."""
+
+    def __post_init__(self) -> None:
+        _require(self.learning_rate > 0, f"learning_rate={self.learning_rate}: use a value > 0.")
+        _require(0 < self.gamma <= 1, f"gamma={self.gamma}: use a value in (0, 1].")
+        _require(0 < self.tau <= 1, f"tau={self.tau}: use a value in (0, 1].")
+        _require(
+            self.buffer_size >= self.batch_size >= 1,
+            f"buffer_size={self.buffer_size}, batch_size={self.batch_size}: use buffer_size >= "
+            "batch_size >= 1.",
+        )
+        _require(
+            self.train_freq >= 1 and self.gradient_steps >= 1,
+            "train_freq and gradient_steps: use at least 1.",
+        )
+
+
+@dataclass
+class SACConfig(OffPolicyConfig):
+    """SAC hyperparameters (Box action spaces only)."""
+
+    ent_coef: str = "auto"
+    """Entropy coefficient: auto (learned, SB3's default), auto_0.1 (learned from 0.1) or a
+    number, e.g. 0.01."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            _ent_coef(self.ent_coef)
+        except ValueError as err:
+            raise ConfigError(
+                f"ent_coef={self.ent_coef!r}: use auto, auto_<initial value> (e.g. auto_0.1) or a "
+                "positive number."
+            ) from err
+
+
+def _ent_coef(value: str) -> str | float:
+    """SAC's entropy coefficient as SB3 takes it: ``"auto[_x]"`` as is, else a positive float."""
+    if value == "auto" or (value.startswith("auto_") and float(value[5:]) > 0):
+        return value
+    if float(value) <= 0:
+        raise ValueError(value)
+    return float(value)
+
+
+@dataclass
+class TD3Config(OffPolicyConfig):
+    """TD3 hyperparameters, with Gaussian exploration noise as RL Zoo uses (Box action spaces
+    only)."""
+
+    policy_delay: int = 2
+    """Critic updates per actor (and target) update."""
+    target_policy_noise: float = 0.2
+    """Std of the smoothing noise added to the target policy's actions."""
+    target_noise_clip: float = 0.5
+    """Bound of that smoothing noise."""
+    action_noise_std: float = 0.1
+    """Std of the Gaussian exploration noise, as a share of each action's half-range (0: none)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.policy_delay >= 1, f"policy_delay={self.policy_delay}: use at least 1.")
+        _require(self.action_noise_std >= 0, "action_noise_std: use 0 (no noise) or more.")
+
+
 def _check_common(config: PPOConfig | A2CConfig) -> None:
     _require(config.learning_rate > 0, f"learning_rate={config.learning_rate}: use a value > 0.")
     _require(config.n_steps >= 1, f"n_steps={config.n_steps}: use at least 1.")
@@ -188,13 +275,17 @@ ALGORITHMS: dict[str, tuple[type[BaseAlgorithm], type]] = {
     "ppo": (PPO, PPOConfig),
     "a2c": (A2C, A2CConfig),
     "dqn": (DQN, DQNConfig),
+    "sac": (SAC, SACConfig),
+    "td3": (TD3, TD3Config),
 }
+#: Algorithms whose policy needs a Discrete or a Box action space; the others take either.
+DISCRETE_ONLY, BOX_ONLY = ("dqn",), ("sac", "td3")
 
 
-def check_algo(algo: str) -> None:
-    """Refuse an unknown algorithm name."""
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {algo!r}: use one of {', '.join(ALGORITHMS)}.")
+def check_algo(algo: str, allowed: tuple[str, ...] = tuple(ALGORITHMS)) -> None:
+    """Refuse an algorithm name outside ``allowed`` (default: every algorithm here)."""
+    if algo not in allowed:
+        raise ConfigError(f"unknown algorithm {algo!r}: use one of {', '.join(allowed)}.")
 
 
 def policy_kwargs(algo: str, policy: PolicyConfig) -> dict[str, Any]:
@@ -216,6 +307,8 @@ def policy_kwargs(algo: str, policy: PolicyConfig) -> dict[str, Any]:
     }
     if algo == "dqn":
         kwargs["net_arch"] = list(policy.net_arch)
+    elif algo in BOX_ONLY:  # actor and critics, each over its own copy of the encoder
+        kwargs["net_arch"] = {"pi": list(policy.net_arch), "qf": list(policy.net_arch)}
     else:
         kwargs["net_arch"] = {"pi": list(policy.net_arch), "vf": list(policy.net_arch)}
         kwargs["share_features_extractor"] = True
@@ -225,7 +318,7 @@ def policy_kwargs(algo: str, policy: PolicyConfig) -> dict[str, Any]:
 def make_model(
     algo: str,
     env: VecEnv,
-    algo_config: PPOConfig | A2CConfig | DQNConfig,
+    algo_config: PPOConfig | A2CConfig | DQNConfig | SACConfig | TD3Config,
     policy: PolicyConfig | None = None,
     *,
     seed: int | None = None,
@@ -243,6 +336,10 @@ def make_model(
     hyper = {f.name: getattr(algo_config, f.name) for f in fields(algo_config)}
     if algo == "ppo":
         check_batch_size(algo_config, env.num_envs)
+    if algo == "td3":
+        hyper["action_noise"] = _action_noise(hyper.pop("action_noise_std"), env.action_space)
+    if algo == "sac":
+        hyper["ent_coef"] = _ent_coef(hyper["ent_coef"])
     return cls(
         "MlpPolicy",
         env,
@@ -255,12 +352,31 @@ def make_model(
     )
 
 
+def _action_noise(std: float, action_space: gym.spaces.Box) -> NormalActionNoise | None:
+    """Gaussian exploration noise of ``std`` times each action's half-range (None for 0)."""
+    if std == 0:
+        return None
+    half_range = (action_space.high - action_space.low) / 2
+    return NormalActionNoise(np.zeros(action_space.shape), std * half_range)
+
+
 def check_action_space(algo: str, action_space: gym.Space) -> None:
-    """DQN needs a discrete action space; say so before SB3 fails deeper down."""
-    if algo == "dqn" and not isinstance(action_space, gym.spaces.Discrete):
+    """DQN needs a Discrete action space, SAC and TD3 a Box one, PPO and A2C either: say so
+    before SB3 fails deeper down."""
+    if algo in DISCRETE_ONLY and not isinstance(action_space, gym.spaces.Discrete):
         raise IncompatibleError(
-            f"DQN needs a Discrete action space, got {action_space}: use --algo ppo or a2c "
-            "for continuous actions."
+            f"{algo.upper()} needs a Discrete action space, got {action_space}: use --algo ppo "
+            "or a2c (any action space), or sac or td3 for continuous actions."
+        )
+    if algo in BOX_ONLY and not isinstance(action_space, gym.spaces.Box):
+        raise IncompatibleError(
+            f"{algo.upper()} needs a continuous (Box) action space, got {action_space}: use "
+            "--algo ppo, a2c or dqn for discrete actions."
+        )
+    if not isinstance(action_space, gym.spaces.Discrete | gym.spaces.Box):
+        raise IncompatibleError(
+            f"the teacher supports Discrete and Box action spaces, got {action_space}: wrap the "
+            "env so that its actions are one of those."
         )
 
 

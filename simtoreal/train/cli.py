@@ -1,5 +1,9 @@
 """``python -m simtoreal.train COMMAND [flags]``: one sub-command per module of this package.
 
+``python -m simtoreal.train ENV_ID [flags]`` is short for ``train gym --env-id ENV_ID [flags]``:
+a first argument that is not a command but looks like a Gymnasium id (it holds ``-v`` or ``:``,
+or is registered) goes to the ``gym`` command.
+
 Each command module exposes ``cli(argv) -> summary`` and ``print_summary(summary)``; modules are
 imported only when their command runs, so ``train grid`` never pays for transformers or the vision
 stack. Errors raised on purpose (:class:`SimToRealError`) exit with status 2 and one message.
@@ -15,6 +19,7 @@ from simtoreal.errors import ConfigError, SimToRealError
 # command -> (module, one-line description); the order is the order of --help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("simtoreal.train.grid", "Train a teacher policy on the state view of a grid world."),
+    "gym": ("simtoreal.train.gym", "Train a teacher policy on the state of any Gymnasium env."),
     "vision": (
         "simtoreal.train.vision",
         "Train the vision stack (frozen CNN trunk) as a detector.",
@@ -29,15 +34,30 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         _print_usage()
         raise SystemExit(0 if argv else 2)
+    if argv[0] not in COMMANDS and _looks_like_env_id(argv[0]):
+        argv = ["gym", "--env-id", *argv]
     try:
         if argv[0] not in COMMANDS:
-            raise ConfigError(f"unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}.")
+            raise ConfigError(
+                f"unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}, or a Gymnasium "
+                "env id (python -m simtoreal.train CartPole-v1)."
+            )
         module = importlib.import_module(COMMANDS[argv[0]][0])
         summary = module.cli(argv[1:])
     except SimToRealError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     module.print_summary(summary)
+
+
+def _looks_like_env_id(arg: str) -> bool:
+    if arg.startswith("-"):
+        return False
+    if "-v" in arg or ":" in arg:
+        return True
+    import gymnasium
+
+    return arg in gymnasium.registry
 
 
 def flag_value(argv: list[str], flag: str) -> str | None:
@@ -67,4 +87,5 @@ def _print_usage() -> None:
     print("usage: python -m simtoreal.train COMMAND [flags]\n\ncommands:")
     for name, (_, description) in COMMANDS.items():
         print(f"  {name:<8}{description}")
+    print("  ENV_ID  Short for: gym --env-id ENV_ID (e.g. python -m simtoreal.train CartPole-v1).")
     print("\nRun python -m simtoreal.train COMMAND --help for the flags of a command.")
