@@ -62,8 +62,8 @@ def test_policy_kwargs_is_the_one_place_the_network_is_built():
 
 
 def test_unknown_algorithm_is_refused_with_the_choices():
-    with pytest.raises(ConfigError, match="ppo, a2c, dqn"):
-        make_model("sac", _make_env(), PPOConfig())
+    with pytest.raises(ConfigError, match="ppo, a2c, dqn, sac, td3"):
+        make_model("trpo", _make_env(), PPOConfig())
 
 
 def test_dqn_refuses_a_continuous_action_space():
