@@ -15,6 +15,7 @@ from torch import nn
 from simtoreal.errors import ConfigError
 
 POOLS = ("flatten", "spatial_softmax")
+TARGETS = ("latent", "state")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,14 @@ class AdapterConfig:
     """How the last feature map becomes a vector: ``spatial_softmax`` (each channel's expected
     image coordinates, a keypoint; the default, chosen by measurement) or ``flatten`` (the
     reference's RealWorldStateAdapter)."""
+    target: str = "latent"
+    """What the CNN outputs: ``latent`` (the teacher's latent, :class:`CnnStateAdapter`) or
+    ``state`` (the grid world's state, read by the teacher's frozen encoder:
+    :class:`~simtoreal.agents.estimator.GridStateEstimator`; ``pool`` is then unused)."""
+    grid_size: int = 0
+    """Side of the grid in cells (``target="state"`` only)."""
+    obstacle_map: bool = False
+    """Whether the state carries the obstacle map (``target="state"`` only)."""
 
     def __post_init__(self) -> None:
         if not len(self.channels) == len(self.kernels) == len(self.strides) or not self.channels:
@@ -50,6 +59,12 @@ class AdapterConfig:
                 raise ConfigError(f"{name}={values}: use positive integers, one per conv layer.")
         if self.pool not in POOLS:
             raise ConfigError(f"pool={self.pool!r}: use one of {', '.join(POOLS)}.")
+        if self.target not in TARGETS:
+            raise ConfigError(f"target={self.target!r}: use one of {', '.join(TARGETS)}.")
+        if self.target == "state" and self.grid_size < 2:
+            raise ConfigError(
+                f"grid_size={self.grid_size}: a state estimator needs the grid's side (>= 2)."
+            )
         if self.latent_dim < 1:
             raise ConfigError(
                 f"latent_dim={self.latent_dim}: use a positive size (teacher's: 128)."
@@ -163,7 +178,8 @@ def frames_to_tensor(frames, device: torch.device | str = "cpu") -> torch.Tensor
 def adapter_kwargs(config: AdapterConfig) -> dict:
     """Constructor kwargs of a :class:`CnnStateAdapter` of this config (SB3's
     ``features_extractor_kwargs``; the observation space gives the image shape)."""
-    return {k: v for k, v in config.to_dict().items() if k != "image_shape"}
+    keep = ("latent_dim", "channels", "kernels", "strides", "pool")
+    return {k: v for k, v in config.to_dict().items() if k in keep}
 
 
 def check_feature_map(config: AdapterConfig) -> None:

@@ -1,7 +1,8 @@
 """Policy surgery: put a CNN state adapter under a trained teacher's policy head.
 
 The student is an ordinary Stable-Baselines3 model of the teacher's algorithm on the image
-observation space. Its features extractor is a :class:`CnnStateAdapter`; its ``mlp_extractor``,
+observation space. Its features extractor is a :class:`CnnStateAdapter`, or a state estimator
+under a frozen copy of the teacher's encoder (:class:`StateEstimatorExtractor`); its ``mlp_extractor``,
 ``action_net`` and ``value_net`` are copies of the teacher's, frozen by default.
 """
 
@@ -14,6 +15,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from simtoreal.agents.adapter import AdapterConfig, CnnStateAdapter, adapter_kwargs
+from simtoreal.agents.estimator import StateEstimatorExtractor
 from simtoreal.errors import IncompatibleError
 
 HEAD_PARTS = ("mlp_extractor", "action_net", "value_net")
@@ -73,13 +75,27 @@ def build_student(
     policy_kwargs = {
         k: v for k, v in teacher.policy_kwargs.items() if not k.startswith("features_extractor")
     }
-    policy_kwargs.update(
-        features_extractor_class=CnnStateAdapter,
-        features_extractor_kwargs=adapter_kwargs(adapter),
-    )
+    if adapter.target == "state":
+        policy_kwargs.update(
+            features_extractor_class=StateEstimatorExtractor,
+            features_extractor_kwargs={
+                "config": adapter.to_dict(),
+                "encoder_class": type(teacher.policy.features_extractor),
+                "encoder_kwargs": teacher.policy_kwargs.get("features_extractor_kwargs", {}),
+                "state_space": teacher.observation_space,
+            },
+        )
+    else:
+        policy_kwargs.update(
+            features_extractor_class=CnnStateAdapter,
+            features_extractor_kwargs=adapter_kwargs(adapter),
+        )
     algo_kwargs.setdefault("device", "cpu")
     student = type(teacher)(type(teacher.policy), env, policy_kwargs=policy_kwargs, **algo_kwargs)
     copy_head(teacher, student)
+    if adapter.target == "state":
+        extractor = student.policy.features_extractor
+        extractor.encoder.load_state_dict(teacher.policy.features_extractor.state_dict())
     if freeze_head:
         set_head_trainable(student, False)
     return student

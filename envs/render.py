@@ -9,8 +9,8 @@ one gather of tile pixels through the episode's camera map, plus one saturating 
 Domains:
     ``sim``: the clean render: flat palette, red disc agent, green square goal, no noise.
     ``randomized``: domain randomisation for training: random palettes and floor textures,
-        brightness and weak lighting jitter, blur, camera shifts of up to 2 px, sensor noise,
-        distractor sprites.
+        scene saturation and contrast, brightness, lighting gradients, blur, object sizes, camera
+        shifts of up to 2 px, sensor noise, distractor sprites.
     ``validation``: a second held-out world, used to choose models and defaults and never for
         reports: slate tiles, a cool palette, a lighting gradient, noise, camera rotation and
         scale. ``severity`` works as for ``real``.
@@ -18,10 +18,10 @@ Domains:
         textures, a warm palette, a lighting gradient, stronger noise, camera rotation and scale,
         and distractors. ``severity`` in [0, 1] scales every part of the gap; 0 is close to ``sim``.
 
-At severity 0.5 both held-out worlds lie outside what ``randomized`` trains on in four factors
+At severity 0.5 both held-out worlds lie outside what ``randomized`` trains on in three factors
 (docs/transfer.md has the table): camera rotation (+-3 degrees; ``randomized`` has none), camera
-scale (+-4%; none), lighting-gradient strength (0.4; ``randomized`` draws up to 0.3) and the floor
-texture (wood or tiles; ``randomized`` draws flat, grid, stripes, speckle and checker).
+scale (+-4%; none) and the floor texture (wood or tiles; ``randomized`` draws flat, grid,
+stripes, speckle and checker), besides their palettes.
 
 Per-episode draws (variant, camera pose, distractors) and per-frame draws (noise) come from the
 world's counter-based keys, so rendering is a pure function of the state.
@@ -216,6 +216,7 @@ class Renderer:
             if sigma > 0:
                 tiles = np.stack([cv2.GaussianBlur(t, (0, 0), sigma) for t in tiles])
             gain = _lighting(centre, palette.get("light", (0.0, 0.0)), c)  # (n_cells, c, c)
+            tiles = _colour_moves(tiles, palette)
             lit = tiles[:, None] * gain[None, :, :, :, None] * palette.get("brightness", 1.0)
             bank[v] = np.clip(lit, 0, 255).astype(np.uint8)
         return bank.reshape(-1, c * 3)  # one row of c pixels per item: gathers copy whole rows
@@ -242,6 +243,15 @@ def _sim_spec(gen, severity):
 
 
 def _randomized_palette(g: np.random.Generator) -> dict:
+    """One ``randomized`` variant: random floor, texture, obstacles and distractors; the agent
+    red within 30 degrees of hue and the goal green to cyan, each saturated; brightness, a lighting
+    gradient up to 0.6, blur, the agent's and goal's sizes, and in 40% of the variants each, the
+    saturation (down to 0.3) and the contrast (down to 0.5) of the whole scene.
+
+    Wider moves were measured and cost more than they gave at this budget (docs/transfer.md):
+    agent and goal in any colour (told apart by shape alone) were not learned in 100k frames,
+    and wider hue bands with a hue rotation of the scene lowered validation success.
+    """
     floor_v = g.uniform(0.55, 0.9)
     return {
         "floor": _hsv(g.uniform(0, 360), g.uniform(0, 0.35), floor_v),
@@ -256,15 +266,21 @@ def _randomized_palette(g: np.random.Generator) -> dict:
         "texture": str(g.choice(["flat", "grid", "stripes", "speckle", "checker"])),
         "texture_amp": g.uniform(0.0, 0.15),
         "brightness": g.uniform(0.7, 1.2),
-        "light": (g.uniform(0, 2 * np.pi), g.uniform(0.0, 0.3)),
+        "light": (g.uniform(0, 2 * np.pi), g.uniform(0.0, 0.6)),
         "blur": g.uniform(0.3, 1.0) if g.random() < 0.3 else 0.0,
+        "shape": (g.uniform(0.32, 0.4), g.uniform(0.16, 0.24)),  # agent radius, goal margin
+        "saturation": g.uniform(0.3, 1.0) if g.random() < 0.4 else 1.0,
+        "contrast": g.uniform(0.5, 1.0) if g.random() < 0.4 else 1.0,
     }
 
 
 def _randomized_spec(gen, severity):
+    # Camera shifts of up to 2 px only. Rotation (8 degrees) and zoom (8%) were tried: the
+    # estimator learned far slower and geometric shifts did not improve (docs/transfer.md), so
+    # geometry stays a family that training does not cover.
     shifts = [(0.0, 1.0, dx, dy) for dx in range(-2, 3) for dy in range(-2, 3) if dx or dy]
     return {
-        "variants": 64,
+        "variants": 256,
         "distractors": 3,
         "noise": 12.0,
         "noise_spread": True,  # each bank entry has its own sigma in [0, 12]: clean frames too
@@ -366,8 +382,9 @@ def _draw_tiles(c: int, pal: dict, gen: np.random.Generator) -> np.ndarray:
         draw(tile, tuple(float(x) for x in colour))
         return tile
 
-    centre, radius = (big // 2, big // 2), int(big * 0.36)
-    margin = int(big * 0.2)
+    agent_radius, goal_margin = pal.get("shape", (0.36, 0.2))
+    centre, radius = (big // 2, big // 2), int(big * agent_radius)
+    margin = int(big * goal_margin)
     shapes = [
         np.full((big, big, 3), pal["obstacle"], np.float32)
         * (1.0 + 0.5 * pal.get("texture_amp", 0.0) * _texture("brick", big, up, gen)[..., None]),
@@ -390,6 +407,21 @@ def _draw_tiles(c: int, pal: dict, gen: np.random.Generator) -> np.ndarray:
     shapes += [with_shape(col, d) for col, d in zip(distractors, draws, strict=True)]
     tiles = [floor, *shapes, np.full((big, big, 3), pal["border"], np.float32)]
     return np.stack([cv2.resize(t, (c, c), interpolation=cv2.INTER_AREA) for t in tiles])
+
+
+def _colour_moves(tiles: np.ndarray, pal: dict) -> np.ndarray:
+    """A variant's tiles ``(T, c, c, 3)`` float with its hue rotation (degrees), saturation
+    factor and contrast factor (around the tiles' mean grey) applied."""
+    hue, sat, contrast = pal.get("hue", 0.0), pal.get("saturation", 1.0), pal.get("contrast", 1.0)
+    if hue or sat != 1.0:
+        rgb = (np.clip(tiles, 0, 255) / 255.0).astype(np.float32).reshape(-1, tiles.shape[2], 3)
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0] + hue) % 360.0
+        hsv[..., 1] *= sat
+        tiles = (cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0).reshape(tiles.shape)
+    if contrast != 1.0:
+        tiles = tiles.mean() + contrast * (tiles - tiles.mean())
+    return tiles
 
 
 def _texture(kind: str, big: int, up: int, gen: np.random.Generator) -> np.ndarray:

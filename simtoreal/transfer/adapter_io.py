@@ -10,13 +10,17 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from simtoreal.agents.adapter import AdapterConfig, CnnStateAdapter, image_space
+from simtoreal.agents.estimator import GridStateEstimator
 from simtoreal.errors import CheckpointError, ConfigError, RunDirError
 from simtoreal.runs import atomic_write_bytes, atomic_write_json
 
 WEIGHTS, CONFIG = "adapter.safetensors", "adapter.json"
 
 
-def build_adapter(config: AdapterConfig) -> CnnStateAdapter:
+def build_adapter(config: AdapterConfig) -> CnnStateAdapter | GridStateEstimator:
+    """The trainable CNN of a config: a state estimator or a latent adapter (``config.target``)."""
+    if config.target == "state":
+        return GridStateEstimator(config)
     return CnnStateAdapter(
         image_space(config),
         config.latent_dim,

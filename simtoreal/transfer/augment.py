@@ -7,7 +7,8 @@ frames; every frame of a sample gets the same draw) to one of the same shape:
 - ``shift``: pad by 4 pixels (edge colour) and crop back at a random offset (DrQ).
 - ``grayscale``: half of the samples lose their colour, so the adapter must also read shapes.
 - ``hue``: rotate every sample's hues by a random angle (a rotation about the grey axis).
-- ``cutout``: one random square of 8 to 20 pixels per sample painted a random grey.
+- ``cutout``: in half of the samples, one to three random squares of 6 to 16 pixels, each
+  painted a random colour (occluders).
 """
 
 from __future__ import annotations
@@ -62,21 +63,27 @@ def hue(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.reshape(x.shape)
 
 
-def cutout(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def cutout(x: torch.Tensor, gen: torch.Generator, most: int = 3, p: float = 0.5) -> torch.Tensor:
     b, _, h, w = x.shape
-    size = torch.randint(8, 21, (b,), generator=gen, device=x.device)
-    top = (torch.rand(b, generator=gen, device=x.device) * (h - size)).long()
-    left = (torch.rand(b, generator=gen, device=x.device) * (w - size)).long()
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
-    inside = (
-        (ys >= top[:, None, None])
-        & (ys < (top + size)[:, None, None])
-        & (xs >= left[:, None, None])
-        & (xs < (left + size)[:, None, None])
-    )
-    grey = torch.rand(b, generator=gen, device=x.device)[:, None, None, None]
-    return torch.where(inside[:, None], grey, x)
+    count = torch.randint(1, most + 1, (b,), generator=gen, device=x.device)
+    count = torch.where(torch.rand(b, generator=gen, device=x.device) < p, count, 0)
+    for j in range(most):
+        size = torch.randint(6, 17, (b,), generator=gen, device=x.device)
+        top = (torch.rand(b, generator=gen, device=x.device) * (h - size)).long()
+        left = (torch.rand(b, generator=gen, device=x.device) * (w - size)).long()
+        inside = (
+            (ys >= top[:, None, None])
+            & (ys < (top + size)[:, None, None])
+            & (xs >= left[:, None, None])
+            & (xs < (left + size)[:, None, None])
+            & (j < count)[:, None, None]
+        )
+        colour = torch.rand(b, 3, generator=gen, device=x.device)
+        colour = colour.repeat(1, x.shape[1] // 3)[:, :, None, None]  # same draw for every frame
+        x = torch.where(inside[:, None], colour, x)
+    return x
 
 
 AUGMENTATIONS: dict[str, Augment] = {

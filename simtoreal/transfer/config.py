@@ -59,6 +59,10 @@ class TransferConfig:
     """Parallel envs for data collection."""
     frame_stack: int = 1
     """Frames stacked in the adapter's input (the grid world is fully visible in one frame)."""
+    fresh_appearance: bool = True
+    """Render every epoch's frames anew from the stored world states with fresh randomisation
+    draws (palette variant, camera, distractors, noise), so each pass sees new appearances of the
+    same states. False trains every epoch on the frames seen at collection."""
 
     # ---- adapter training
     loss: str = "both"
@@ -74,24 +78,32 @@ class TransferConfig:
     """Passes over the aggregated data after each DAgger round."""
     batch_size: int = 256
     """Minibatch size of adapter training."""
-    augment: tuple[str, ...] = ()
+    augment: tuple[str, ...] = ("cutout",)
     """Frame augmentations of every training batch, any of: shift (DrQ), grayscale, hue,
-    cutout (simtoreal/transfer/augment.py; docs/transfer.md has their measured effect)."""
+    cutout (occluders; the default, chosen on the validation world: docs/transfer.md). Each covers
+    a family of the robustness suite, which the robustness score then leaves out."""
     lr: float = 2e-3
     """Peak Adam learning rate of the adapter (linear warm-up, then linear decay to 0)."""
     max_train_seconds: float | None = None
     """Stop adapter training after this wall time (None: run all epochs)."""
     checkpoint_seconds: float = 20.0
     """Wall time between training checkpoints (checkpoint.pt) that --resume continues from."""
-    channels: tuple[int, ...] = (16, 16, 16)
-    """Adapter conv channels; the last layer's channels are keypoints with spatial_softmax."""
-    kernels: tuple[int, ...] = (4, 3, 1)
+    target: str = "state"
+    """What the adapter CNN predicts: 'state' (the grid world's state, agent and goal positions
+    and obstacle map, read by a frozen copy of the teacher's encoder into its latent; trained on
+    the state too) or 'latent' (the teacher's latent directly, the reference's design).
+    docs/transfer.md has the comparison."""
+    channels: tuple[int, ...] = (32, 32, 32)
+    """Adapter conv channels; with the latent target and spatial_softmax the last layer's
+    channels are keypoints (the latent target's measured default was 16 16 16 with kernels
+    4 3 1)."""
+    kernels: tuple[int, ...] = (4, 3, 3)
     """Adapter conv kernel sizes."""
     strides: tuple[int, ...] = (4, 1, 1)
     """Adapter conv strides."""
     pool: str = "spatial_softmax"
-    """Adapter pooling: 'spatial_softmax' (keypoints, the default: see docs/transfer.md) or
-    'flatten' (the reference's RealWorldStateAdapter)."""
+    """Adapter pooling of the 'latent' target: 'spatial_softmax' (keypoints: see
+    docs/transfer.md) or 'flatten' (the reference's RealWorldStateAdapter)."""
 
     # ---- evaluation
     eval_episodes: int = 500
@@ -199,9 +211,21 @@ class TransferConfig:
         check_domain(self.finetune_domain, 0.5)
         self.adapter_config(latent_dim=1)  # refuses a bad architecture before anything runs
 
-    def adapter_config(self, latent_dim: int, image_size: int = 64) -> AdapterConfig:
-        """The adapter this config describes, for a teacher latent of ``latent_dim``."""
+    def adapter_config(
+        self,
+        latent_dim: int,
+        image_size: int = 64,
+        world: dict | None = None,
+        target: str | None = None,
+    ) -> AdapterConfig:
+        """The adapter this config describes, for a teacher latent of ``latent_dim`` in the
+        grid world of ``world`` kwargs (size, n_obstacles; default the 8x8 empty room).
+        ``target`` overrides the config's (the baseline always uses a latent adapter)."""
+        world = world or {}
         arch = AdapterConfig(
+            target=target or self.target,
+            grid_size=int(world.get("size", 8)),
+            obstacle_map=bool(world.get("n_obstacles", 0)),
             latent_dim=latent_dim,
             channels=tuple(self.channels),
             kernels=tuple(self.kernels),

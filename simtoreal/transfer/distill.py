@@ -2,11 +2,14 @@
 
 The student is a :class:`~simtoreal.core.Stack` of ``adapter`` (trainable) and the teacher's
 ``head`` (frozen). Targets come from the frozen teacher: its encoder's latent for the latent loss,
-its action distribution through the same head for the action loss.
+its action distribution through the same head for the action loss. A state-estimating adapter
+(:class:`~simtoreal.agents.estimator.GridStateEstimator`) sits under a frozen ``encoder`` stage,
+a copy of the teacher's, and also learns from the privileged state itself (the state loss).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from simtoreal.agents.adapter import CnnStateAdapter, frames_to_tensor
+from simtoreal.agents.estimator import GridStateEstimator
 from simtoreal.agents.surgery import PolicyHead
 from simtoreal.core import Stack, Stage, TrainRule
 from simtoreal.errors import IncompatibleError
@@ -34,6 +38,7 @@ class Distiller:
         adapter: The CNN adapter to train; its latent size is the teacher's.
         loss: ``"latent"``, ``"action"`` or ``"both"``.
         latent_weight, action_weight: Weights of the two terms in ``"both"``.
+        state_weight: Weight of the state loss of a state-estimating adapter (always on).
         augment: Names of frame augmentations applied to every training batch
             (:mod:`simtoreal.transfer.augment`), drawn from a generator seeded by ``seed``.
     """
@@ -41,13 +46,14 @@ class Distiller:
     def __init__(
         self,
         teacher: BaseAlgorithm,
-        adapter: CnnStateAdapter,
+        adapter: CnnStateAdapter | GridStateEstimator,
         loss: str = "both",
         latent_weight: float = 1.0,
         action_weight: float = 1.0,
         device: str | torch.device = "cpu",
         augment: Sequence[str] = (),
         seed: int = 0,
+        state_weight: float = 1.0,
     ) -> None:
         check_teacher(teacher)
         self.device = torch.device(device)
@@ -56,17 +62,17 @@ class Distiller:
         # channels_last: frames arrive as NHWC memory already, and oneDNN convolutions run
         # about 1.3x faster on it on a CPU (benchmarks/results/transfer.md).
         adapter = adapter.to(memory_format=torch.channels_last)
-        self.student = Stack(
-            [
-                Stage("adapter", adapter, TrainRule.trainable()),
-                Stage("head", self.head, TrainRule.frozen()),
-            ]
-        ).to(self.device)
+        self.estimates_state = isinstance(adapter, GridStateEstimator)
+        stages = [Stage("adapter", adapter, TrainRule.trainable())]
+        if self.estimates_state:
+            stages.append(Stage("encoder", copy.deepcopy(self.encoder), TrainRule.frozen()))
+        self.student = Stack([*stages, Stage("head", self.head, TrainRule.frozen())]).to(self.device)
         self.encoder.to(self.device).requires_grad_(False).eval()
         self.student.apply_rules()
         self.weights = {
             "latent": latent_weight if loss in ("latent", "both") else 0.0,
             "action": action_weight if loss in ("action", "both") else 0.0,
+            "state": state_weight if self.estimates_state else 0.0,
         }
         check_augmentations(augment)
         self.augment = tuple(augment)
@@ -75,8 +81,14 @@ class Distiller:
         self.latent_scale: torch.Tensor | None = None  # per-dim std of the teacher's latents
 
     @property
-    def adapter(self) -> CnnStateAdapter:
+    def adapter(self) -> CnnStateAdapter | GridStateEstimator:
         return self.student["adapter"]
+
+    def latent_of(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's latent of a batch of frames (float, channel-first, in [0, 1])."""
+        if self.estimates_state:
+            return self.student["encoder"](self.adapter(images))
+        return self.adapter(images)
 
     @torch.no_grad()
     def labels(self, states: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,11 +100,17 @@ class Distiller:
             logits.append(self.head(z))
         return torch.cat(latents), torch.cat(logits)
 
-    def loss(self, images: torch.Tensor, latent: torch.Tensor, logits: torch.Tensor):
+    def loss(self, images: torch.Tensor, latent: torch.Tensor, logits: torch.Tensor, states=None):
         """Weighted loss of one batch and its parts (floats, for logging)."""
-        z = self.adapter(images)
         parts = {}
         total = torch.zeros((), device=self.device)
+        if self.estimates_state:
+            estimate = self.adapter.estimate(images)
+            parts["state"] = self.adapter.state_loss(estimate, states)
+            total = total + self.weights["state"] * parts["state"]
+            z = self.student["encoder"](self.adapter.to_state(estimate))
+        else:
+            z = self.adapter(images)
         if self.weights["latent"]:
             # MSE in units of the latent's spread (1 - R^2 pooled over dims), so the loss reads the
             # same whatever the teacher's latent scale.
@@ -119,8 +137,13 @@ class Distiller:
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         start: tuple[int, int] = (0, 0),
         on_position: Callable[[int, int], None] | None = None,
+        draws: Callable[[int], int] | None = None,
     ) -> dict:
         """Train on ``data`` for ``epochs`` passes (or until ``time.perf_counter() > deadline``).
+
+        ``draws(epoch)`` names the appearance draw of each epoch's frames when ``data`` renders
+        them (:meth:`PairedData.frames`): a new draw per epoch gives fresh randomisation of the
+        same states. None keeps the frames seen at collection time.
 
         ``start=(epoch, batch)`` skips what a resumed run already trained on: the shuffles are
         drawn from ``seed`` exactly as in the first run. ``on_position(epoch, batch)`` is called
@@ -141,11 +164,13 @@ class Distiller:
             last = {}
             starts = range(0, max(len(order) - batch_size + 1, 1), batch_size)
             first = start[1] if epoch == start[0] else 0
+            draw = draws(epoch) if draws is not None and data.renders else 0
             for b, i in enumerate(starts):
                 if b < first:
                     continue
                 idx = np.sort(order[i : i + batch_size])
-                parts = self._step(data.images[idx], latent[idx], logits[idx], optimizer)
+                states = torch.as_tensor(data.states[idx], device=self.device)
+                parts = self._step(data.frames(idx, draw), latent[idx], logits[idx], states, optimizer)
                 if scheduler is not None:
                     scheduler.step()
                 self.seen += len(idx)
@@ -160,12 +185,12 @@ class Distiller:
                     return {k: float(np.mean(v)) for k, v in last.items()}
         return {k: float(np.mean(v)) for k, v in last.items()}
 
-    def _step(self, images: np.ndarray, latent, logits, optimizer) -> dict[str, float]:
+    def _step(self, images: np.ndarray, latent, logits, states, optimizer) -> dict[str, float]:
         """One optimiser step on a batch of uint8 frames; returns the loss and its parts."""
         x = frames_to_tensor(images, self.device)
         if self.augment:
             x = apply_augmentations(x, self.augment, self.augment_gen)
-        total, parts = self.loss(x, latent, logits)
+        total, parts = self.loss(x, latent, logits, states)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -195,7 +220,7 @@ class Distiller:
         latent, logits = self.labels(data.states)
         z = torch.cat(
             [
-                self.adapter(frames_to_tensor(data.images[i : i + _CHUNK], self.device))
+                self.latent_of(frames_to_tensor(data.frames(slice(i, i + _CHUNK)), self.device))
                 for i in range(0, len(data), _CHUNK)
             ]
         )

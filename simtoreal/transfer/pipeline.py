@@ -90,7 +90,7 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
     teacher_s = teacher_wall_time(teacher_dir)
     distiller = Distiller(
         teacher,
-        build_adapter(cfg.adapter_config(teacher_latent_dim(teacher))),
+        build_adapter(cfg.adapter_config(teacher_latent_dim(teacher), world=world)),
         cfg.loss,
         cfg.latent_weight,
         cfg.action_weight,
@@ -139,11 +139,21 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
             seconds=summary["transfer_wall_s"],
             target=results["student"]["real"][str(cfg.severity)]["success_rate"],
         )
+    summary["peak_rss_mb"] = peak_rss_mb()
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     from simtoreal.transfer.report import write_report
 
     write_report(run_dir, summary)
     return summary
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def load_checked_teacher(teacher_dir: str | Path) -> tuple[BaseAlgorithm, dict]:
@@ -224,6 +234,7 @@ def robustness(distiller: Distiller, world: dict, cfg: TransferConfig, teacher: 
         cfg.robustness_severity,
         cfg.robustness_episodes,
         EVAL_SEED,
+        augment=cfg.augment,
     )
 
 
@@ -264,7 +275,10 @@ def save_student(teacher, distiller: Distiller, world: dict, path: Path):
         **world,
     )
     student = build_student(teacher, env, distiller.adapter.config)
-    student.policy.features_extractor.load_state_dict(distiller.adapter.state_dict())
+    extractor = student.policy.features_extractor
+    if distiller.estimates_state:
+        extractor = extractor.estimator
+    extractor.load_state_dict(distiller.adapter.state_dict())
     atomic_save_model(student, path)
     return student
 
@@ -340,7 +354,9 @@ def signals_used(cfg: TransferConfig) -> dict:
         + {
             "real": " (the test domain itself: few-shot, not zero-shot)",
             "validation": " (the validation world: its numbers no longer validate anything)",
-        }.get(cfg.train_domain, ""),
+        }.get(cfg.train_domain, "")
+        + (f", augmented ({', '.join(cfg.augment)})" if cfg.augment else "")
+        + ("; the adapter also fits the states themselves" if cfg.target == "state" else ""),
         "finetune": f"RL reward in {cfg.finetune_domain}" if cfg.finetune_steps else "none",
         "baseline": "RL reward in real (PPO from pixels)" if cfg.baseline else "not run",
     }

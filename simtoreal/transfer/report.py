@@ -66,9 +66,11 @@ def robustness_lines(r: dict) -> list[str]:
     lines = [
         f"## Robustness: shifts at severity {r['severity']} of 5 on top of {r['on_top_of']}",
         "",
-        f"Robustness score (recovered success averaged over the shifts of families that "
-        f"`{r['train_domain']}` does not vary: {', '.join(r['families_uncovered'])}): {score}. "
-        f"Worst shift: {r['worst']}. {r['n_episodes']} test episodes per shift.",
+        f"Robustness score (recovered success averaged over the shifts of families that training "
+        f"(`{r['train_domain']}`{_augment_text(r)}) does not vary: "
+        f"{', '.join(r['families_uncovered'])}): {score}. Mean over all shifts: "
+        f"{r.get('mean_all', float('nan')):.3f}. Worst shift: {r['worst']} "
+        f"({r['shifts'][r['worst']]['recovered']:.3f}). {r['n_episodes']} test episodes per shift.",
         "",
         "| shift | family | covered by training | success [95% CI] | recovered |",
         "|---|---|---|---|---|",
@@ -80,6 +82,11 @@ def robustness_lines(r: dict) -> list[str]:
             f"{x['success_rate']:.3f} [{lo:.3f}, {hi:.3f}] | {x['recovered']:.3f} |"
         )
     return [*lines, ""]
+
+
+def _augment_text(r: dict) -> str:
+    augment = r.get("train_augment") or []
+    return f" with {', '.join(augment)} augmentation" if augment else ""
 
 
 def write_report(run_dir: Path, summary: dict) -> Path:

@@ -9,7 +9,7 @@ cover, so that a score cannot be bought by training on the very shifts it tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -17,15 +17,33 @@ from simtoreal.agents.evaluate import evaluate
 from simtoreal.envs.shifts import FAMILIES, apply_shift, shift_family, shift_names
 
 #: Families of appearance change each training domain varies (docs/transfer.md has the ranges).
-#: ``randomized`` moves palettes, brightness and lighting gradients, blur, sensor noise and floor
-#: textures; its camera only shifts by up to 2 px (no rotation, scale or distortion), and it has
-#: no occluders, compression or resampling, so geometry, occlusion and digital stay uncovered.
+#: ``randomized`` moves palettes, object colours in hue bands, saturation, contrast and hue of the
+#: whole scene, brightness and lighting gradients, blur, sensor noise and floor textures; its
+#: camera only shifts by up to 2 px (no rotation, zoom or distortion), and it has no occluders,
+#: compression or resampling, so geometry, occlusion and digital stay uncovered.
 COVERED: dict[str, frozenset[str]] = {
     "sim": frozenset(),
     "randomized": frozenset({"noise", "blur", "colour", "lighting", "texture"}),
     "real": frozenset({"noise", "blur", "colour", "lighting", "texture", "geometry"}),
     "validation": frozenset({"noise", "blur", "colour", "lighting", "texture", "geometry"}),
 }
+
+
+#: Families each training augmentation (:mod:`simtoreal.transfer.augment`) varies.
+AUGMENT_COVERS: dict[str, frozenset[str]] = {
+    "shift": frozenset({"geometry"}),
+    "grayscale": frozenset({"colour"}),
+    "hue": frozenset({"colour"}),
+    "cutout": frozenset({"occlusion"}),
+}
+
+
+def covered_families(train_domain: str, augment: Sequence[str] = ()) -> frozenset[str]:
+    """Shift families that training varies: the domain's and its augmentations'."""
+    covered = set(COVERED.get(train_domain, frozenset()))
+    for name in augment:
+        covered |= AUGMENT_COVERS[name]
+    return frozenset(covered)
 
 
 def shifted_policy(
@@ -55,12 +73,13 @@ def evaluate_robustness(
     severity: int,
     n_episodes: int,
     seed: int,
+    augment: Sequence[str] = (),
 ) -> dict:
     """Success and recovered share under every shift of the suite; the robustness score.
 
     ``env_kwargs`` give the world and the domain the shifts go on top of (e.g. ``real``@0.5).
     """
-    covered = COVERED.get(train_domain, frozenset())
+    covered = covered_families(train_domain, augment)
     rows = {}
     for name in shift_names():
         result = evaluate(shifted_policy(act, name, severity, seed), env_kwargs, n_episodes, seed,
@@ -78,9 +97,11 @@ def evaluate_robustness(
         "n_episodes": n_episodes,
         "on_top_of": f"{env_kwargs.get('domain')}@{env_kwargs.get('severity')}",
         "train_domain": train_domain,
+        "train_augment": list(augment),
         "families_covered": sorted(covered),
         "families_uncovered": [f for f in FAMILIES if f not in covered],
         "score": float(np.mean(uncovered)) if uncovered else None,
+        "mean_all": float(np.mean([r["recovered"] for r in rows.values()])),
         "worst": min(rows, key=lambda n: rows[n]["recovered"]),
         "shifts": rows,
     }

@@ -2,9 +2,11 @@
 atomic checkpoints so that a killed run resumes where it stopped.
 
 Training runs in *phases*: phase 0 trains on the offline data, phase ``r + 1`` collects DAgger
-round ``r`` and trains on the aggregate. Frames are not stored: the offline data is recollected
+round ``r`` and trains on the aggregate. Frames are kept as world states and rendered per
+minibatch (:mod:`simtoreal.transfer.data`), each epoch under a fresh appearance draw when
+``fresh_appearance`` is on. Nothing of the data is checkpointed: the offline data is recollected
 from its seed, and each DAgger round from the adapter weights it started with (kept in the
-checkpoint), which gives the same frames again. A checkpoint holds the adapter, the optimiser
+checkpoint), which gives the same states again. A checkpoint holds the adapter, the optimiser
 and scheduler, the position ``(phase, epoch, batch)``, the latent scale and the wall time spent.
 """
 
@@ -215,6 +217,7 @@ class Trainer:
             self.scheduler,
             start=first,
             on_position=on_position,
+            draws=(lambda epoch: phase * 1_000 + epoch) if cfg.fresh_appearance else None,
         )
 
 

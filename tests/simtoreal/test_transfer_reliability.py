@@ -52,6 +52,11 @@ def _adapter(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "adapter" / "adapter.safetensors")
 
 
+def _weights(run_dir: Path) -> float:
+    """A fingerprint of the trained adapter: the sum of all its weights."""
+    return sum(t.double().sum().item() for t in _adapter(run_dir).values())
+
+
 # -- overwrite and the run directory -------------------------------------------------------------
 
 
@@ -331,13 +336,13 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 # field -> (new value, probe of the finished run that differs from the default run's)
 FIELD_PROBES = {
-    "seed": (1, lambda s, d: _adapter(d)["linear.0.weight"].sum().item()),
+    "seed": (1, lambda s, d: _weights(d)),
     "frames": (1_536, lambda s, d: s["train"]["frames"]),
     "dagger_share": (0.5, lambda s, d: sorted({m["stage"] for m in _metrics(d)})),
     "dagger_rounds": (2, lambda s, d: s["train"]["dagger_rounds"]),
-    "dagger_beta": (1.0, lambda s, d: _adapter(d)["linear.0.weight"].sum().item()),
+    "dagger_beta": (1.0, lambda s, d: _weights(d)),
     "train_domain": ("sim", lambda s, d: s["signals"]["adapter"]),
-    "num_envs": (32, lambda s, d: _adapter(d)["linear.0.weight"].sum().item()),
+    "num_envs": (32, lambda s, d: _weights(d)),
     "frame_stack": (2, lambda s, d: _adapter_json(d)["image_shape"]),
     "loss": ("latent", lambda s, d: sorted(_metrics(d)[0])),
     "latent_weight": (3.0, lambda s, d: _metrics(d)[0]["loss"]),
@@ -349,9 +354,9 @@ FIELD_PROBES = {
     "augment": (("shift", "cutout"), lambda s, d: _metrics(d)[0]["loss"]),
     "max_train_seconds": (1e-6, lambda s, d: s["train"]["stopped_by_deadline"]),
     "channels": ((8, 8, 4), lambda s, d: _adapter_json(d)["channels"]),
-    "kernels": ((4, 3, 3), lambda s, d: _adapter_json(d)["kernels"]),
+    "kernels": ((4, 3, 1), lambda s, d: _adapter_json(d)["kernels"]),
     "strides": ((4, 2, 1), lambda s, d: _adapter_json(d)["strides"]),
-    "pool": ("flatten", lambda s, d: _adapter_json(d)["pool"]),
+    "target": ("latent", lambda s, d: sorted(_adapter(d))),
     "eval_episodes": (5, lambda s, d: s["teacher"]["n_episodes"]),
     "severities": ((0.25,), lambda s, d: sorted(s["student"]["real"])),
     "severity": (0.25, lambda s, d: sorted(s["student"]["real"])),
@@ -377,6 +382,8 @@ TESTED_ELSEWHERE = {
     "device": "test_cuda_without_a_gpu_names_cpu_and_auto",
     "min_teacher_success": "test_weak_teacher_is_flagged_in_summary_and_report",
     "robustness_severity": "test_robustness_check_reports_every_shift_and_an_honest_score",
+    "pool": "test_robust_transfer.py::test_pool_reaches_the_latent_adapter",
+    "fresh_appearance": "test_robust_transfer.py::test_fresh_appearance_redraws_every_epoch_and_only_that",
 }
 
 
@@ -587,7 +594,8 @@ def test_robustness_check_reports_every_shift_and_an_honest_score(teacher_dir, t
     # A student that works on clean frames (real at severity 0 is the sim render), so that
     # shifts have success to take away.
     kwargs = {"train_domain": "sim", "severity": 0.0, "severities": (0.0,), "frames": 6_000,
-              "epochs": 6, "robustness_episodes": 30, "robustness_severity": 1}  # fmt: skip
+              "epochs": 6, "robustness_episodes": 30, "robustness_severity": 1,
+              "augment": ()}  # fmt: skip
     summary = run_transfer(_cfg(teacher_dir, tmp_path / "run", **kwargs))
     mild = summary["robustness"]
     assert set(mild["shifts"]) == set(shift_names()) and mild["severity"] == 1
@@ -602,7 +610,7 @@ def test_robustness_check_reports_every_shift_and_an_honest_score(teacher_dir, t
         "geometry",
         "occlusion",
         "texture",
-    ]  # sim varies nothing
+    ]  # sim varies nothing, and no augmentation ran
     assert "Robustness score" in (tmp_path / "run" / "report.md").read_text()
     student = PPO.load(tmp_path / "run" / "student.zip", device="cpu")
     world = {"domain": "real", "severity": 0.0}
