@@ -15,7 +15,7 @@ from torch import nn
 from simtoreal.errors import ConfigError
 
 POOLS = ("flatten", "spatial_softmax")
-TARGETS = ("latent", "state")
+TARGETS = ("latent", "state", "vector")
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,17 @@ class AdapterConfig:
     target: str = "latent"
     """What the CNN outputs: ``latent`` (the teacher's latent, :class:`CnnStateAdapter`) or
     ``state`` (the grid world's state, read by the teacher's frozen encoder:
-    :class:`~simtoreal.agents.estimator.GridStateEstimator`; ``pool`` is then unused)."""
+    :class:`~simtoreal.agents.estimator.GridStateEstimator`; ``pool`` is then unused) or
+    ``vector`` (a third-party env's state vector, under the teacher's frozen encoder:
+    :class:`~simtoreal.agents.vector_estimator.VectorStateEstimator`)."""
     grid_size: int = 0
     """Side of the grid in cells (``target="state"`` only)."""
     obstacle_map: bool = False
     """Whether the state carries the obstacle map (``target="state"`` only)."""
+    state_dim: int = 0
+    """Size of the estimated state vector (``target="vector"`` only)."""
+    hidden: int = 128
+    """Width of the MLP from keypoints to the state (``target="vector"`` only)."""
 
     def __post_init__(self) -> None:
         if not len(self.channels) == len(self.kernels) == len(self.strides) or not self.channels:
@@ -61,6 +67,10 @@ class AdapterConfig:
             raise ConfigError(f"pool={self.pool!r}: use one of {', '.join(POOLS)}.")
         if self.target not in TARGETS:
             raise ConfigError(f"target={self.target!r}: use one of {', '.join(TARGETS)}.")
+        if self.target == "vector" and self.state_dim < 1:
+            raise ConfigError(
+                f"state_dim={self.state_dim}: a vector state estimator needs the state's size."
+            )
         if self.target == "state" and self.grid_size < 2:
             raise ConfigError(
                 f"grid_size={self.grid_size}: a state estimator needs the grid's side (>= 2)."

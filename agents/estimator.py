@@ -127,8 +127,10 @@ def _cell_coords(n_features: int, n_pixels: int, grid_size: int) -> torch.Tensor
 
 
 class StateEstimatorExtractor(BaseFeaturesExtractor):
-    """The student's SB3 features extractor: a :class:`GridStateEstimator` under a copy of the
-    teacher's state encoder. Frames to the teacher's latent; the encoder stays frozen.
+    """The student's SB3 features extractor: a state estimator (:class:`GridStateEstimator`, or
+    :class:`~simtoreal.agents.vector_estimator.VectorStateEstimator` for ``target="vector"``)
+    under a copy of the teacher's state encoder. Frames to the teacher's latent; the encoder
+    stays frozen.
 
     Args:
         observation_space: The image space (channel-first inside SB3 policies).
@@ -146,9 +148,11 @@ class StateEstimatorExtractor(BaseFeaturesExtractor):
     ) -> None:
         encoder = encoder_class(state_space, **encoder_kwargs)
         super().__init__(observation_space, encoder.features_dim)
-        self.estimator = GridStateEstimator(AdapterConfig.from_dict(config))
+        self.estimator = build_estimator(AdapterConfig.from_dict(config))
         self.encoder = encoder.requires_grad_(False)
-        self.channel_first = observation_space.shape[0] == image_space(self.estimator.config).shape[0]
+        self.channel_first = (
+            observation_space.shape[0] == image_space(self.estimator.config).shape[0]
+        )
 
     @property
     def config(self) -> AdapterConfig:
@@ -159,3 +163,12 @@ class StateEstimatorExtractor(BaseFeaturesExtractor):
         if not self.channel_first:
             observations = observations.permute(0, 3, 1, 2)
         return self.encoder(self.estimator(observations))
+
+
+def build_estimator(config: AdapterConfig) -> nn.Module:
+    """The state estimator of ``config.target``: the grid world's or a vector state's."""
+    if config.target == "vector":
+        from simtoreal.agents.vector_estimator import VectorStateEstimator
+
+        return VectorStateEstimator(config)
+    return GridStateEstimator(config)

@@ -142,23 +142,27 @@ def evaluate_env(
     seed: int = EVAL_SEED,
     success: str = "is_success",
     n_parallel: int = 16,
+    processes: bool = False,
 ) -> EvalResult:
     """Run ``n_episodes`` episodes of any Gymnasium env, episode ``i`` reset with seed
     ``seed + i``, ``n_parallel`` envs stepped together.
 
     Each env runs one episode at a time and takes the next seed when its episode ends, so an
-    episode's outcome does not depend on ``n_parallel``.
+    episode's outcome does not depend on ``n_parallel`` or ``processes``.
 
     Args:
         policy_fn: Maps a batch of observations, shape ``(n_parallel, *obs_shape)``, to actions,
             shape ``(n_parallel, *action_shape)``; actions of envs with nothing left to run are
             ignored.
-        make_env: Builds one env, with the observations the policy expects.
+        make_env: Builds one env, with the observations the policy expects (picklable with
+            ``processes``).
         n_episodes: Episodes to run.
         seed: First seed. Keep it far from the training seeds (the default is held out).
         success: A name of :data:`SUCCESS_RULES`; the success rate is None when the rule is
             ``none``, or when an episode does not report it.
         n_parallel: Envs stepped together (at most ``n_episodes``).
+        processes: Step the envs in subprocesses (``gymnasium.vector.AsyncVectorEnv``), for envs
+            whose step or rendering is expensive.
     """
     if n_episodes < 1 or n_parallel < 1:
         raise ConfigError(
@@ -169,30 +173,86 @@ def evaluate_env(
         raise ConfigError(
             f"unknown success rule {success!r}: use one of {', '.join(SUCCESS_RULES)}."
         )
+    n_envs = min(n_episodes, n_parallel)
+    envs = _EpisodeEnvs(make_env, n_envs, processes)
     rule = SUCCESS_RULES[success]
-    envs = [make_env() for _ in range(min(n_episodes, n_parallel))]
-    episode = np.arange(len(envs))  # the episode each env runs; >= n_episodes: idle
-    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    episode = np.arange(n_envs)  # the episode each env runs; >= n_episodes: idle
+    obs = envs.reset(seed + episode, np.ones(n_envs, dtype=bool))
     returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=np.int64)
     outcome: list[bool | None] = [None] * n_episodes
-    next_episode = len(envs)
+    next_episode = n_envs
     while (episode < n_episodes).any():
-        actions = np.asarray(policy_fn(obs))
-        for i, env in enumerate(envs):
-            if episode[i] >= n_episodes:
-                continue
-            obs[i], reward, terminated, truncated, info = env.step(actions[i])
-            returns[episode[i]] += float(reward)
-            lengths[episode[i]] += 1
-            if terminated or truncated:
-                outcome[episode[i]] = rule(float(reward), bool(terminated), info) if rule else None
-                episode[i], next_episode = next_episode, next_episode + 1
-                if episode[i] < n_episodes:
-                    obs[i] = env.reset(seed=seed + int(episode[i]))[0]
-    for env in envs:
-        env.close()
+        running = episode < n_episodes
+        obs, reward, terminated, truncated, infos = envs.step(np.asarray(policy_fn(obs)), running)
+        ended = running & (terminated | truncated)
+        returns[episode[running]] += reward[running]
+        lengths[episode[running]] += 1
+        for i in np.flatnonzero(ended):
+            end = (float(reward[i]), bool(terminated[i]), infos[i])
+            outcome[episode[i]] = rule(*end) if rule else None
+            episode[i], next_episode = next_episode, next_episode + 1
+        if ended.any():  # idle envs are reset too, so that no ended episode is stepped on
+            obs = envs.reset(seed + episode, ended)
+    envs.close()
     defined = all(o is not None for o in outcome)
     return summarize(np.array(outcome, dtype=bool) if defined else None, returns, lengths)
+
+
+class _EpisodeEnvs:
+    """Envs that :func:`evaluate_env` steps together, each reset on demand with its own seed:
+    in this process (a list) or in subprocesses (an ``AsyncVectorEnv`` without autoreset)."""
+
+    def __init__(self, make_env: Callable[[], Any], n: int, processes: bool) -> None:
+        self.vector, self.envs = None, []
+        if processes and n > 1:
+            from gymnasium.vector import AsyncVectorEnv, AutoresetMode
+
+            self.vector = AsyncVectorEnv(
+                [make_env] * n, context="forkserver", autoreset_mode=AutoresetMode.DISABLED
+            )
+        else:
+            self.envs = [make_env() for _ in range(n)]
+        self.obs: np.ndarray | None = None
+
+    def reset(self, seeds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The batch's observations after the envs of ``mask`` were reset with ``seeds``."""
+        if self.vector is not None:
+            seed_list = [int(s) if m else None for s, m in zip(seeds, mask, strict=True)]
+            fresh, _ = self.vector.reset(seed=seed_list, options={"reset_mask": mask})
+            rows = {i: fresh[i] for i in np.flatnonzero(mask)}
+        else:
+            rows = {i: self.envs[i].reset(seed=int(seeds[i]))[0] for i in np.flatnonzero(mask)}
+        if self.obs is None:
+            self.obs = np.stack([rows[i] for i in range(len(mask))])
+        for i, row in rows.items():
+            self.obs[i] = row
+        return self.obs.copy()
+
+    def step(self, actions: np.ndarray, running: np.ndarray):
+        """One step of the running envs (the others keep their observation, with reward 0).
+        Returns obs, reward, terminated, truncated (arrays) and one info dict per env."""
+        n = len(running)
+        if self.vector is not None:
+            self.obs, reward, terminated, truncated, info = self.vector.step(actions)
+            infos = [_env_info(info, i) for i in range(n)]
+            return self.obs.copy(), np.asarray(reward, float), terminated, truncated, infos
+        reward = np.zeros(n)
+        terminated, truncated = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        infos: list[dict] = [{} for _ in range(n)]
+        for i in np.flatnonzero(running):
+            self.obs[i], reward[i], terminated[i], truncated[i], infos[i] = self.envs[i].step(
+                actions[i]
+            )
+        return self.obs.copy(), reward, terminated, truncated, infos
+
+    def close(self) -> None:
+        for env in [self.vector] if self.vector is not None else self.envs:
+            env.close()
+
+
+def _env_info(info: dict, i: int) -> dict:
+    """Env ``i``'s entries of a vector env's info dict (Gymnasium marks them in ``_key``)."""
+    return {k: v[i] for k, v in info.items() if not k.startswith("_") and info[f"_{k}"][i]}
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -93,6 +93,10 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             required with ``state_fn``.
         image_size: Side of the square image, in pixels.
         frame_stack: Number of frames k stacked along the channels.
+        decimate: Keep every s-th row and column of a large frame before resizing, s the
+            largest stride that leaves at least twice ``image_size`` pixels a side: the area
+            average then runs on 1/s^2 of the pixels (about 10x faster from 600x400), at the
+            cost of some aliasing of details thinner than s pixels.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         state_space: spaces.Box | None = None,
         image_size: int = 64,
         frame_stack: int = 1,
+        decimate: bool = False,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -109,6 +114,7 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             state_space=state_space,
             image_size=image_size,
             frame_stack=frame_stack,
+            decimate=decimate,
         )
         super().__init__(env)
         if env.render_mode != "rgb_array":
@@ -125,7 +131,7 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._state_fn, state_space = _state_fn_and_space(
             env.observation_space, state_fn, state_space
         )
-        self.image_size, self.frame_stack = image_size, frame_stack
+        self.image_size, self.frame_stack, self.decimate = image_size, frame_stack, decimate
         image_space = spaces.Box(0, 255, (image_size, image_size, 3 * frame_stack), np.uint8)
         self.observation_space = spaces.Dict({"state": state_space, "image": image_space})
         self._frames: list[np.ndarray] = []
@@ -160,6 +166,9 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"env.render() returned {got}; a paired view needs one (H, W, 3) RGB frame: "
                 'use an env whose render_mode="rgb_array" returns a single frame.'
             )
+        if self.decimate:
+            stride = max(1, min(frame.shape[:2]) // (2 * self.image_size))
+            frame = frame[::stride, ::stride]
         size = (self.image_size, self.image_size)
         return cv2.resize(frame.astype(np.uint8, copy=False), size, interpolation=cv2.INTER_AREA)
 

@@ -84,6 +84,30 @@ def print_summary(summary: dict, console: Console) -> None:
         console.print(f"[bold yellow]warning:[/] {warning}")
 
 
+def print_gym_summary(summary: dict, console: Console) -> None:
+    """The headline of a third-party env's transfer: returns (and success where defined)."""
+    table = Table(title=f"sim-to-real transfer: {summary['env_id']} ({summary['teacher_kind']})")
+    for col in ("policy", "observation", "return", "95% CI", "success"):
+        table.add_column(col)
+
+    def row(policy: str, obs: str, r: dict) -> None:
+        lo, hi = r["return_ci"]
+        success = "-" if r["success_rate"] is None else f"{r['success_rate']:.3f}"
+        table.add_row(policy, obs, f"{r['mean_return']:.1f}", f"[{lo:.1f}, {hi:.1f}]", success)
+
+    row("teacher", "state", summary["teacher"])
+    for domain, r in summary["student"].items():
+        row("student", f"frames, {domain}", r)
+    row("student", "frames, validation (choices only)", summary["validation"])
+    row("random actions", "floor", summary["random_policy"])
+    console.print(table)
+    rec, tr = summary["recovered"], summary["train"]
+    console.print(
+        f"recovered {rec[rec['headline']]:.3f} ({rec['headline']}) zero-shot in real | adapter: "
+        f"{tr['frames']:,} frames, {tr['wall_time_s']:.1f} s | run: {summary['run_dir']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=False)
@@ -102,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except SimToRealError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         return 2
-    print_summary(summary, console)
+    (print_gym_summary if "env_id" in summary else print_summary)(summary, console)
     return 0
 
 

@@ -10,7 +10,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from simtoreal.agents.adapter import AdapterConfig, CnnStateAdapter, image_space
-from simtoreal.agents.estimator import GridStateEstimator
+from simtoreal.agents.estimator import GridStateEstimator, build_estimator
 from simtoreal.errors import CheckpointError, ConfigError, RunDirError
 from simtoreal.runs import atomic_write_bytes, atomic_write_json
 
@@ -19,8 +19,8 @@ WEIGHTS, CONFIG = "adapter.safetensors", "adapter.json"
 
 def build_adapter(config: AdapterConfig) -> CnnStateAdapter | GridStateEstimator:
     """The trainable CNN of a config: a state estimator or a latent adapter (``config.target``)."""
-    if config.target == "state":
-        return GridStateEstimator(config)
+    if config.target in ("state", "vector"):
+        return build_estimator(config)
     return CnnStateAdapter(
         image_space(config),
         config.latent_dim,

@@ -7,6 +7,9 @@ frames; every frame of a sample gets the same draw) to one of the same shape:
 - ``shift``: pad by 4 pixels (edge colour) and crop back at a random offset (DrQ).
 - ``grayscale``: half of the samples lose their colour, so the adapter must also read shapes.
 - ``hue``: rotate every sample's hues by a random angle (a rotation about the grey axis).
+- ``appearance``: a random affine colour map (hue rotation, per-channel gains, contrast,
+  brightness) and Gaussian noise per sample: the ``randomized`` frame domain of third-party envs
+  (:mod:`simtoreal.transfer.frame_domains`).
 - ``cutout``: in half of the samples, one to three random squares of 6 to 16 pixels, each
   painted a random colour (occluders).
 """
@@ -51,16 +54,19 @@ def grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Te
 
 def hue(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     angle = torch.rand(x.shape[0], generator=gen, device=x.device) * 2 * math.pi
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    k = 1.0 / math.sqrt(3.0)
-    # Rodrigues' rotation about the unit grey axis (1, 1, 1) / sqrt(3), one matrix per sample.
-    eye = torch.eye(3, device=x.device)
-    axis = torch.full((3, 3), 1.0 / 3.0, device=x.device)
-    cross = torch.tensor([[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]], device=x.device)
-    rot = cos[:, None, None] * eye + (1 - cos)[:, None, None] * axis + sin[:, None, None] * cross
     frames = _per_frame(x)
-    out = torch.einsum("bij,bkjhw->bkihw", rot, frames).clamp_(0.0, 1.0)
+    out = torch.einsum("bij,bkjhw->bkihw", hue_rotation(angle), frames).clamp_(0.0, 1.0)
     return out.reshape(x.shape)
+
+
+def hue_rotation(angle: torch.Tensor) -> torch.Tensor:
+    """Rotations about the grey axis by ``angle`` (radians). Shape: (B,) -> (B, 3, 3)."""
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    k = 1.0 / math.sqrt(3.0)
+    eye = torch.eye(3, device=angle.device)
+    axis = torch.full((3, 3), 1.0 / 3.0, device=angle.device)
+    cross = torch.tensor([[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]], device=angle.device)
+    return cos * eye + (1 - cos) * axis + sin * cross
 
 
 def cutout(x: torch.Tensor, gen: torch.Generator, most: int = 3, p: float = 0.5) -> torch.Tensor:
@@ -86,11 +92,41 @@ def cutout(x: torch.Tensor, gen: torch.Generator, most: int = 3, p: float = 0.5)
     return x
 
 
+#: Ranges of ``appearance``.
+GAIN, HUE_DEGREES, BRIGHTNESS, CONTRAST, NOISE_SIGMA = 0.15, 25.0, 0.15, 0.25, 0.05
+
+
+def appearance(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random appearance per sample, the same for every stacked frame of it: hue rotation,
+    per-channel gains, contrast about the frame's mean and a brightness offset (together one
+    affine colour map per sample, applied as one batched matrix product), then Gaussian noise.
+
+    Shape: (B, 3k, H, W) float in [0, 1] -> the same.
+    """
+    b, c, h, w = x.shape
+    k, dev = c // 3, x.device
+
+    def uniform(*size: int) -> torch.Tensor:
+        return torch.rand(*size, generator=gen, device=dev) * 2 - 1
+
+    colour = hue_rotation(uniform(b) * math.radians(HUE_DEGREES))
+    colour = (1 + GAIN * uniform(b, 3, 1)) * colour  # gains scale the rows
+    contrast = 1 + CONTRAST * uniform(b, 1, 1)
+    pixels = x.reshape(b, k, 3, h * w).transpose(1, 2).reshape(b, 3, k * h * w)
+    mean = (colour @ pixels.mean(2, keepdim=True)).mean(1, keepdim=True)  # (B, 1, 1)
+    offset = (1 - contrast) * mean + BRIGHTNESS * uniform(b, 1, 1)
+    out = torch.baddbmm(offset, contrast * colour, pixels).reshape(b, 3, k, h, w)
+    sigma = NOISE_SIGMA * torch.rand(b, 1, 1, 1, 1, generator=gen, device=dev)
+    out += sigma * torch.randn(b, 3, 1, h, w, generator=gen, device=dev)
+    return out.clamp_(0.0, 1.0).transpose(1, 2).reshape(b, c, h, w)
+
+
 AUGMENTATIONS: dict[str, Augment] = {
     "shift": shift,
     "grayscale": grayscale,
     "hue": hue,
     "cutout": cutout,
+    "appearance": appearance,
 }
 
 

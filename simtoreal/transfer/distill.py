@@ -16,16 +16,16 @@ from collections.abc import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from simtoreal.agents.adapter import CnnStateAdapter, frames_to_tensor
 from simtoreal.agents.estimator import GridStateEstimator
-from simtoreal.agents.surgery import PolicyHead
+from simtoreal.agents.vector_estimator import VectorStateEstimator
 from simtoreal.core import Stack, Stage, TrainRule
 from simtoreal.errors import IncompatibleError
 from simtoreal.transfer.augment import apply_augmentations, check_augmentations
 from simtoreal.transfer.data import PairedData
+from simtoreal.transfer.heads import TeacherHead, teacher_head
 
 _CHUNK = 1024  # inference batch
 
@@ -34,7 +34,9 @@ class Distiller:
     """Trains ``adapter`` so that ``head(adapter(frame))`` acts like ``head(encoder(state))``.
 
     Args:
-        teacher: The trained teacher model (PPO or A2C with a shared features extractor).
+        teacher: The trained teacher model: PPO or A2C (a shared features extractor), SAC, TD3
+            or DQN; its kind (:mod:`simtoreal.transfer.heads`) supplies labels, action loss
+            and actions.
         adapter: The CNN adapter to train; its latent size is the teacher's.
         loss: ``"latent"``, ``"action"`` or ``"both"``.
         latent_weight, action_weight: Weights of the two terms in ``"both"``.
@@ -55,18 +57,20 @@ class Distiller:
         seed: int = 0,
         state_weight: float = 1.0,
     ) -> None:
-        check_teacher(teacher)
+        self.kind: TeacherHead = teacher_head(teacher)  # refuses a teacher it cannot label for
         self.device = torch.device(device)
         self.encoder = teacher.policy.features_extractor
-        self.head = PolicyHead(teacher.policy)
+        self.encoder, self.head = self.kind.encoder, self.kind.head
         # channels_last: frames arrive as NHWC memory already, and oneDNN convolutions run
         # about 1.3x faster on it on a CPU (benchmarks/results/transfer.md).
         adapter = adapter.to(memory_format=torch.channels_last)
-        self.estimates_state = isinstance(adapter, GridStateEstimator)
+        self.estimates_state = isinstance(adapter, GridStateEstimator | VectorStateEstimator)
         stages = [Stage("adapter", adapter, TrainRule.trainable())]
         if self.estimates_state:
             stages.append(Stage("encoder", copy.deepcopy(self.encoder), TrainRule.frozen()))
-        self.student = Stack([*stages, Stage("head", self.head, TrainRule.frozen())]).to(self.device)
+        self.student = Stack([*stages, Stage("head", self.head, TrainRule.frozen())]).to(
+            self.device
+        )
         self.encoder.to(self.device).requires_grad_(False).eval()
         self.student.apply_rules()
         self.weights = {
@@ -92,7 +96,8 @@ class Distiller:
 
     @torch.no_grad()
     def labels(self, states: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher latent and action logits of each state. Shapes: (M, latent), (M, n_actions)."""
+        """Teacher latent and head output of each state (logits, Gaussian mean, SAC's mean and
+        log-std, TD3's action or Q-values). Shapes: (M, latent), (M, out)."""
         latents, logits = [], []
         for i in range(0, len(states), 8 * _CHUNK):
             z = self.encoder(torch.as_tensor(states[i : i + 8 * _CHUNK], device=self.device))
@@ -117,11 +122,7 @@ class Distiller:
             parts["latent_mse"] = (((z - latent) / self.latent_scale) ** 2).mean()
             total = total + self.weights["latent"] * parts["latent_mse"]
         if self.weights["action"]:
-            student_logp = F.log_softmax(self.head(z), dim=1)
-            teacher_logp = F.log_softmax(logits, dim=1)
-            parts["action_kl"] = F.kl_div(
-                student_logp, teacher_logp, log_target=True, reduction="batchmean"
-            )
+            parts["action_kl"] = self.kind.action_loss(self.head(z), logits)
             total = total + self.weights["action"] * parts["action_kl"]
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -152,8 +153,11 @@ class Distiller:
         """
         data.check_nonempty()
         latent, logits = self.labels(data.states)
-        if self.latent_scale is None:
+        if self.latent_scale is None:  # the first fit: statistics of the training labels
             self.latent_scale = latent.var(0).mean().sqrt().clamp_min(1e-6)
+            self.kind.prepare(logits)
+            if isinstance(self.adapter, VectorStateEstimator):
+                self.adapter.set_standardisation(torch.as_tensor(data.states, device=self.device))
         gen = np.random.default_rng(seed)
         self.student.train()
         last: dict[str, list[float]] = {}
@@ -170,7 +174,9 @@ class Distiller:
                     continue
                 idx = np.sort(order[i : i + batch_size])
                 states = torch.as_tensor(data.states[idx], device=self.device)
-                parts = self._step(data.frames(idx, draw), latent[idx], logits[idx], states, optimizer)
+                parts = self._step(
+                    data.frames(idx, draw), latent[idx], logits[idx], states, optimizer
+                )
                 if scheduler is not None:
                     scheduler.step()
                 self.seen += len(idx)
@@ -207,11 +213,11 @@ class Distiller:
 
     def student_act(self, images: np.ndarray) -> np.ndarray:
         """Greedy actions of the student from frames (B, H, W, C) uint8."""
-        return self.student_logits(images).argmax(1).cpu().numpy()
+        return self.kind.act(self.student_logits(images))
 
     def teacher_act(self, states: np.ndarray) -> np.ndarray:
         """Greedy actions of the teacher from states (B, state_dim)."""
-        return self.labels(states)[1].argmax(1).cpu().numpy()
+        return self.kind.act(self.labels(states)[1])
 
     @torch.no_grad()
     def agreement(self, data: PairedData) -> dict:
@@ -226,7 +232,7 @@ class Distiller:
         )
         sse = ((z - latent) ** 2).sum()
         sst = ((latent - latent.mean(0)) ** 2).sum()
-        agree = (self.head(z).argmax(1) == logits.argmax(1)).float().mean()
+        agree = self.kind.agreement(self.head(z), logits)
         return {"latent_r2": float(1 - sse / sst), "action_agreement": float(agree)}
 
 
@@ -240,7 +246,7 @@ def check_teacher(teacher: BaseAlgorithm) -> None:
             "actions, and continuous-action (Gaussian) teachers are not supported yet. Train the "
             "teacher on a Discrete action space (PPO or A2C), e.g. python -m simtoreal.train grid."
         )
-    PolicyHead(teacher.policy)  # refuses DQN and policies without a shared extractor
+    teacher_head(teacher)  # refuses DQN and policies without a shared extractor
 
 
 def linear_decay(optimizer: torch.optim.Optimizer, total_updates: int, warmup: int = 50):

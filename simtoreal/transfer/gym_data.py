@@ -1,0 +1,152 @@
+"""Paired data from third-party Gymnasium envs: the teacher's observation and the camera frames
+of the same state, collected in subprocesses.
+
+The teacher's env (:class:`~simtoreal.envs.state_fns.EnvMaker`, as ``train gym`` built it) is
+made with ``render_mode="rgb_array"`` and wrapped in :class:`DomainPairedView`, a
+:class:`~simtoreal.envs.paired.PairedViewWrapper` whose ``"state"`` is exactly what the teacher
+sees (its state function and state stack included) and whose ``"image"`` is the last
+``frame_stack`` rendered frames, 64x64, each drawn in a visual domain
+(:mod:`simtoreal.transfer.frame_domains`). Rendering is CPU-bound (about 1-2 ms a frame, most of
+it the env's own drawing), so :func:`collect_vector` steps the envs in subprocesses
+(``gymnasium.vector.AsyncVectorEnv``).
+
+Training frames are collected in the ``sim`` domain and stored (``PairedData(states, images)``);
+the ``randomized`` appearance is drawn afresh for every training batch, like the grid world's
+re-rendered frames.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
+
+from simtoreal.envs.paired import PairedViewWrapper
+from simtoreal.envs.state_fns import EnvMaker
+from simtoreal.errors import ConfigError
+from simtoreal.transfer.data import PairedData
+from simtoreal.transfer.frame_domains import apply_frame_domain, check_frame_domain
+
+
+class DomainPairedView(PairedViewWrapper):
+    """A paired view whose frames are drawn in a visual ``domain``; the appearance of an episode
+    is keyed by its reset seed (or, for unseeded resets, the last seed and the episode count)."""
+
+    def __init__(
+        self, env: gym.Env, domain: str = "sim", image_size: int = 64, frame_stack: int = 1
+    ) -> None:
+        self.domain = check_frame_domain(domain)
+        self._seed, self._episode, self._step = 0, 0, 0
+        super().__init__(env, image_size=image_size, frame_stack=frame_stack, decimate=True)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._seed, self._episode = int(seed), 0
+        self._episode += 1
+        self._step = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self._step += 1
+        return super().step(action)
+
+    def _frame(self) -> np.ndarray:
+        key = zlib.crc32(f"{self._seed}/{self._episode}".encode())
+        return apply_frame_domain(super()._frame(), self.domain, key, self._step)
+
+
+class ImageObservation(gym.ObservationWrapper):
+    """Only the ``"image"`` of a paired view: what a student acts on."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = env.observation_space["image"]
+
+    def observation(self, observation: dict) -> np.ndarray:
+        return observation["image"]
+
+
+@dataclass(frozen=True)
+class PairedEnvMaker:
+    """A picklable factory of the teacher's env as a paired view in ``domain`` (``image_only``:
+    the student's image observation alone)."""
+
+    teacher_env: EnvMaker
+    domain: str = "sim"
+    frame_stack: int = 1
+    image_size: int = 64
+    image_only: bool = False
+
+    def __call__(self) -> gym.Env:
+        if multiprocessing.parent_process() is not None:  # a collector's subprocess
+            import torch
+
+            torch.set_num_threads(1)  # frames are drawn one at a time; threads only contend
+        env = replace(self.teacher_env, render_mode="rgb_array")()
+        paired = DomainPairedView(env, self.domain, self.image_size, self.frame_stack)
+        return ImageObservation(paired) if self.image_only else paired
+
+
+def check_renders(maker: EnvMaker) -> None:
+    """Refuse an env that cannot draw ``rgb_array`` frames, before anything is written."""
+    env = replace(maker, render_mode=None)()
+    modes = env.metadata.get("render_modes", [])
+    env.close()
+    if "rgb_array" not in modes:
+        raise ConfigError(
+            f"{maker.env_id} cannot render rgb_array frames (its render modes: {modes or 'none'}): "
+            "transfer trains the adapter on camera frames, so pick an env that renders them, or "
+            "wrap it so that render() returns an (H, W, 3) uint8 frame."
+        )
+
+
+def vector_env(maker: PairedEnvMaker, n_envs: int, processes: bool = True) -> gym.vector.VectorEnv:
+    """``n_envs`` copies of ``maker``'s env, in subprocesses (``processes``) or in this one."""
+    if processes and n_envs > 1:
+        return AsyncVectorEnv([maker] * n_envs, context="forkserver")
+    return SyncVectorEnv([maker] * n_envs)
+
+
+def collect_vector(
+    envs: gym.vector.VectorEnv,
+    n_frames: int,
+    act: Callable[[dict], np.ndarray],
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> PairedData:
+    """Step ``envs`` with actions from ``act(obs)`` and keep every (state, frames) pair seen.
+
+    ``act`` gets the batch's paired observation dict ``{"state", "image"}``. Envs reset with seeds
+    ``seed .. seed + n - 1`` and then reset themselves (the next step after an episode's end
+    starts the next episode, Gymnasium's default). Shapes: states (n_frames, state_dim),
+    images (n_frames, H, W, 3k).
+    """
+    n = envs.num_envs
+    steps = -(-n_frames // n)
+    obs, _ = envs.reset(seed=[seed + i for i in range(n)])
+    states = np.empty((steps * n, *obs["state"].shape[1:]), np.float32)
+    images = np.empty((steps * n, *obs["image"].shape[1:]), np.uint8)
+    for t in range(steps):
+        states[t * n : (t + 1) * n], images[t * n : (t + 1) * n] = obs["state"], obs["image"]
+        obs, *_ = envs.step(act(obs))
+        if progress is not None:
+            progress(n)
+    return PairedData(states[:n_frames], images[:n_frames])
+
+
+def random_actions(space: gym.Space, seed: int) -> Callable[[dict], np.ndarray]:
+    """Uniformly random actions of ``space`` for the whole batch."""
+    gen = np.random.default_rng(seed)
+
+    def act(obs: dict) -> np.ndarray:
+        n = len(obs["state"])
+        if isinstance(space, gym.spaces.Discrete):
+            return space.start + gen.integers(0, space.n, n)
+        return gen.uniform(space.low, space.high, (n, *space.shape)).astype(space.dtype)
+
+    return act

@@ -1,0 +1,355 @@
+"""Transfer of a ``train gym`` teacher (any Gymnasium env) to camera frames.
+
+The same recipe as the grid world's (:mod:`simtoreal.transfer.pipeline`): teacher -> paired
+data (teacher-driven, then DAgger) -> adapter -> student SB3 model -> zero-shot evaluation in
+every frame domain, on held-out seeds. What the env kind changes: paired data come from
+:class:`~simtoreal.transfer.gym_data.DomainPairedView` envs in subprocesses and are stored as
+frames; the ``randomized`` appearance is drawn per training batch; the teacher kind
+(:mod:`simtoreal.transfer.heads`) supplies labels and the action loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from simtoreal import seeds
+from simtoreal.agents.adapter import (
+    AdapterConfig,
+    CnnStateAdapter,
+    adapter_kwargs,
+    check_feature_map,
+)
+from simtoreal.agents.any_student import build_any_student
+from simtoreal.agents.estimator import StateEstimatorExtractor
+from simtoreal.agents.evaluate import evaluate_env
+from simtoreal.agents.factory import ALGORITHMS, TEACHER_FILES, load_teacher
+from simtoreal.device import resolve_device
+from simtoreal.errors import ConfigError, IncompatibleError
+from simtoreal.runs import (
+    atomic_save_model,
+    atomic_write_json,
+    default_run_dir,
+    marks_failure,
+    prepare_run_dir,
+)
+from simtoreal.seeds import EVAL_SEED, HELD_OUT_PAIRS_SEED, VAL_PAIRS_SEED, VAL_SEED
+from simtoreal.train.gym import GymTrainConfig, load_config_of
+from simtoreal.transfer.adapter_io import build_adapter, save_adapter
+from simtoreal.transfer.config import TransferConfig
+from simtoreal.transfer.distill import Distiller, linear_decay
+from simtoreal.transfer.gym_data import (
+    PairedEnvMaker,
+    check_renders,
+    collect_vector,
+    random_actions,
+    vector_env,
+)
+from simtoreal.transfer.heads import teacher_head
+from simtoreal.transfer.presets import with_transfer_preset
+from simtoreal.transfer.training import Plan
+
+SUMMARY_FILE = "summary.json"
+HELD_OUT_PAIRS = 2048  # pairs behind the latent R^2 and action agreement of each domain
+EVAL_DOMAINS = ("sim", "randomized", "real")
+
+
+def is_gym_teacher(config: dict) -> bool:
+    """Whether a teacher run's config.json comes from ``train gym`` (a third-party env id; the
+    grid world's teachers all train on ``simtoreal/`` ids)."""
+    return not str(config.get("env_id", "simtoreal/")).startswith("simtoreal/")
+
+
+def load_gym_teacher(teacher_dir: str | Path) -> tuple[BaseAlgorithm, GymTrainConfig]:
+    """The teacher model and its config, refusing what transfer cannot carry: an env that cannot
+    render frames, a model file of another algorithm than its config says, an unknown kind."""
+    tcfg = load_config_of(teacher_dir)
+    check_renders(tcfg.env_maker())
+    saved = saved_algo(Path(teacher_dir) / TEACHER_FILES["best"])
+    if saved is not None and saved != tcfg.algo:
+        raise IncompatibleError(
+            f"{teacher_dir}'s config.json says algo={tcfg.algo!r} but its model is a "
+            f"{saved.upper()} model: the run directory is mixed up; retrain the teacher "
+            f"(python -m simtoreal.train {tcfg.env_id}) or set algo={saved!r} in its config.json."
+        )
+    teacher, _ = load_teacher(teacher_dir)
+    teacher_head(teacher)  # refuses a kind transfer cannot distil
+    return teacher, tcfg
+
+
+def saved_algo(path: Path) -> str | None:
+    """The algorithm an SB3 ``.zip`` was saved by, read from its policy class's module (e.g.
+    ``stable_baselines3.sac.policies``) without unpickling; None when it cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            module = json.loads(archive.read("data"))["policy_class"]["__module__"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    name = module.split(".")[1] if module.startswith("stable_baselines3.") else None
+    return name if name in ALGORITHMS else None
+
+
+def check_gym_config(cfg: TransferConfig) -> None:
+    """Refuse transfer options that only the grid world has."""
+    if cfg.target not in ("state", "latent"):
+        raise ConfigError(f"target={cfg.target!r}: use state or latent.")
+    for name in ("finetune_steps", "baseline"):
+        if getattr(cfg, name):
+            raise ConfigError(
+                f"--{name.replace('_', '-')} is not available for third-party envs yet: leave it "
+                "unset (the grid world has it)."
+            )
+
+
+def build_cnn(cfg: TransferConfig, latent_dim: int, state_dim: int):
+    """The trainable CNN: a :class:`~simtoreal.agents.vector_estimator.VectorStateEstimator`
+    (``target="state"``: the teacher's observation, under its frozen encoder) or a latent
+    :class:`~simtoreal.agents.adapter.CnnStateAdapter` (``target="latent"``)."""
+    arch = AdapterConfig(
+        latent_dim=latent_dim,
+        channels=tuple(cfg.channels),
+        kernels=tuple(cfg.kernels),
+        strides=tuple(cfg.strides),
+        image_shape=(64, 64, 3 * cfg.frame_stack),
+        pool=cfg.pool,
+        target="vector" if cfg.target == "state" else "latent",
+        state_dim=state_dim,
+    )
+    check_feature_map(arch)
+    return build_adapter(arch)
+
+
+def transfer_gym(cfg: TransferConfig) -> dict:
+    """Run the recipe for the ``train gym`` teacher ``cfg.teacher``; return the summary (also in
+    ``<run_dir>/summary.json``). The env's transfer preset fills in the fields ``cfg`` leaves at
+    their defaults; everything that can be checked is checked before the run directory exists."""
+    device = resolve_device(cfg.device)
+    teacher, tcfg = load_gym_teacher(cfg.teacher)
+    cfg = with_transfer_preset(cfg, tcfg.env_id)
+    check_gym_config(cfg)
+    cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
+    run_dir = prepare_run_dir(
+        cfg.run_dir,
+        overwrite=cfg.overwrite,
+        keep=(cfg.teacher,),
+        config={"kind": "transfer", **cfg.to_dict()},
+    )
+    with marks_failure(run_dir):
+        return _run(cfg, teacher, tcfg, run_dir, device)
+
+
+def _run(cfg: TransferConfig, teacher, tcfg: GymTrainConfig, run_dir: Path, device) -> dict:
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    teacher_dir = cfg.teacher
+    kind = teacher_head(teacher)
+    state_dim = int(np.prod(tcfg.observation_space.shape))
+    cnn = build_cnn(cfg, int(kind.encoder.features_dim), state_dim)
+    distiller = Distiller(
+        teacher,
+        cnn,
+        cfg.loss,
+        cfg.latent_weight,
+        cfg.action_weight,
+        device,
+        augment=("appearance", *cfg.augment),
+        seed=cfg.seed,
+    )
+    train = train_adapter(distiller, tcfg, cfg)
+    save_adapter(run_dir / "adapter", distiller.adapter)
+    student = save_student(teacher, distiller, cfg, run_dir / "student.zip")
+    results = evaluate_gym_transfer(teacher, distiller, tcfg, cfg)
+    summary = {
+        "run_dir": str(run_dir),
+        "teacher_dir": str(teacher_dir),
+        "env_id": tcfg.env_id,
+        "teacher_algo": tcfg.algo,
+        "teacher_kind": kind.kind,
+        "student_class": type(student).__name__,
+        "target": cfg.target,
+        "signals": {
+            "teacher": "state only",
+            "adapter": "sim frames with a randomized appearance per batch, paired with the "
+            "teacher's states; labels from the frozen teacher",
+        },
+        "train": train,
+        **results,
+    }
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def train_adapter(distiller: Distiller, tcfg: GymTrainConfig, cfg: TransferConfig) -> dict:
+    """Offline teacher-driven pairs (a share of random actions for coverage), then DAgger rounds
+    where the student acts with probability 1 - beta; each phase retrains on the aggregate."""
+    start = time.perf_counter()
+    envs = vector_env(PairedEnvMaker(tcfg.env_maker(), "sim", cfg.frame_stack), cfg.num_envs)
+    space = envs.single_action_space
+    plan = Plan.of(cfg)
+    offline, n_dagger, rounds = plan.n_offline, plan.n_dagger, plan.rounds
+    optimizer = distiller.student.make_optimizer(cfg.lr)
+    scheduler = linear_decay(optimizer, plan.updates(cfg))
+    behaviour = mixed_actions(
+        distiller.teacher_act,
+        random_actions(space, cfg.seed),
+        0.5,
+        np.random.default_rng([cfg.seed, 0]),
+        key="state",
+    )
+    data = collect_vector(envs, offline, behaviour, seeds.stream(cfg.seed, "adapter", cfg.num_envs))
+    collect_s = time.perf_counter() - start
+    last = distiller.fit(
+        data, cfg.epochs, optimizer, cfg.batch_size, [cfg.seed, 1000], scheduler=scheduler
+    )
+    for r in range(rounds):
+        t = time.perf_counter()
+        beta = cfg.dagger_beta * 0.5**r
+        student = lambda obs: distiller.student_act(obs["image"])  # noqa: E731
+        actor = mixed_actions(
+            distiller.teacher_act,
+            student,
+            1 - beta,
+            np.random.default_rng([cfg.seed, r + 1]),
+            key="state",
+        )
+        first = seeds.stream(cfg.seed, "dagger", cfg.num_envs, r)
+        data = data.concat(collect_vector(envs, n_dagger // rounds, actor, first))
+        collect_s += time.perf_counter() - t
+        last = distiller.fit(
+            data,
+            cfg.dagger_epochs,
+            optimizer,
+            cfg.batch_size,
+            [cfg.seed, 1001 + r],
+            scheduler=scheduler,
+        )
+    envs.close()
+    return {
+        "frames": len(data),
+        "samples": distiller.seen,
+        "wall_time_s": time.perf_counter() - start,
+        "collect_s": collect_s,
+        "last_loss": last,
+        "dagger_rounds": rounds,
+    }
+
+
+def mixed_actions(teacher_act, other, p_other: float, gen: np.random.Generator, key: str):
+    """Per env and step: ``other(obs)`` with probability ``p_other``, else the teacher's action
+    on ``obs[key]`` (the state)."""
+
+    def act(obs: dict) -> np.ndarray:
+        teacher = np.asarray(teacher_act(obs[key]))
+        pick = gen.random(len(teacher)) < p_other
+        if not pick.any():
+            return teacher
+        return np.where(pick.reshape(-1, *[1] * (teacher.ndim - 1)), other(obs), teacher)
+
+    return act
+
+
+def save_student(teacher: BaseAlgorithm, distiller: Distiller, cfg: TransferConfig, path: Path):
+    """The student as an SB3 model of the teacher's algorithm on image observations, saved
+    atomically; loadable with :func:`simtoreal.transfer.pipeline.load_student`."""
+    cnn = distiller.adapter
+    shape = (64, 64, 3 * cfg.frame_stack)
+    if distiller.estimates_state:
+        encoder = distiller.encoder
+        kwargs = {
+            "config": cnn.config.to_dict(),
+            "encoder_class": type(encoder),
+            "encoder_kwargs": teacher.policy_kwargs.get("features_extractor_kwargs", {}),
+            "state_space": teacher.observation_space,
+        }
+        extractor = StateEstimatorExtractor
+    else:
+        kwargs, extractor = adapter_kwargs(cnn.config), CnnStateAdapter
+    student = build_any_student(teacher, shape, cnn, extractor, kwargs, distiller.estimates_state)
+    atomic_save_model(student, path)
+    return student
+
+
+def evaluate_gym_transfer(
+    teacher, distiller: Distiller, tcfg: GymTrainConfig, cfg: TransferConfig
+) -> dict:
+    """Teacher on the state; student zero-shot from frames in sim, randomized and real (test
+    seeds) and validation (validation seeds); a random-action floor; held-out pair agreement."""
+    n, rule = cfg.eval_episodes, tcfg.success_rule
+    maker = tcfg.env_maker()
+
+    def run(policy, make_env, seed: int) -> dict:
+        # frames render in subprocesses (unless the run collects in this process, num_envs 1)
+        processes = isinstance(make_env, PairedEnvMaker) and cfg.num_envs > 1
+        result = evaluate_env(policy, make_env, n, seed, rule, min(n, 8), processes)
+        return result.to_dict()
+
+    def student_in(domain: str) -> PairedEnvMaker:
+        return PairedEnvMaker(maker, domain, cfg.frame_stack, image_only=True)
+
+    student_act = distiller.student_act
+    teacher_eval = run(lambda obs: distiller.teacher_act(obs), maker, EVAL_SEED)
+    out = {d: run(student_act, student_in(d), EVAL_SEED) for d in EVAL_DOMAINS}
+    validation = run(student_act, student_in("validation"), VAL_SEED)
+    space = tcfg.action_space
+    rand = random_actions(space, cfg.seed + 7)
+    floor = run(lambda obs: rand({"state": obs}), maker, EVAL_SEED)
+    agreement = {}
+    for domain, first in (("real", HELD_OUT_PAIRS_SEED), ("validation", VAL_PAIRS_SEED)):
+        envs = vector_env(PairedEnvMaker(maker, domain, cfg.frame_stack), cfg.num_envs)
+        pairs = collect_vector(
+            envs,
+            min(HELD_OUT_PAIRS, cfg.frames),
+            mixed_actions(
+                distiller.teacher_act, rand, 0.5, np.random.default_rng(first), key="state"
+            ),
+            first,
+        )
+        envs.close()
+        agreement[domain] = distiller.agreement(pairs)
+        if distiller.kind.discrete:  # what always taking the teacher's commonest action agrees
+            counts = np.bincount(distiller.teacher_act(pairs.states))
+            agreement[domain]["teacher_majority_share"] = float(counts.max() / counts.sum())
+    return {
+        "teacher": teacher_eval,
+        "student": out,
+        "validation": validation,
+        "random_policy": floor,
+        "recovered": recovered(out["real"], teacher_eval, floor),
+        "validation_recovered": recovered(validation, teacher_eval, floor),
+        "held_out_pairs": agreement,
+        "protocol": {
+            "train": "sim frames, randomized appearance per batch; run seed's adapter and "
+            "DAgger streams (simtoreal.seeds)",
+            "validation": f"validation frame domain, episode seeds from {VAL_SEED}",
+            "test": f"real frame domain (and sim, randomized), episode seeds from {EVAL_SEED}",
+        },
+    }
+
+
+def recovered(student: dict, teacher: dict, floor: dict) -> dict:
+    """How much of the teacher survives: success ratio where the env defines success (the
+    headline), else the return's share of the way from random to teacher (the headline) and
+    the raw return ratio."""
+    if student["success_rate"] is not None and teacher["success_rate"]:
+        return {
+            "headline": "success_ratio",
+            "success_ratio": student["success_rate"] / teacher["success_rate"],
+        }
+    s, t, r = (x["mean_return"] for x in (student, teacher, floor))
+    return {
+        "headline": "return_share_over_random",
+        "return_share_over_random": (s - r) / (t - r) if t != r else float("nan"),
+        "return_ratio": s / t if t else float("nan"),
+    }
+
+
+def headline(summary: dict) -> float:
+    rec = summary["recovered"]
+    return rec[rec["headline"]]

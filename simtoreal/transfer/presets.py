@@ -1,0 +1,58 @@
+"""Per-env transfer defaults for third-party Gymnasium envs: one table, as the teacher presets.
+
+Each entry maps a registered env id to overrides of :class:`~simtoreal.transfer.config.TransferConfig`
+fields; a preset fills in only the fields a run leaves at their defaults (a flag set to the
+default value is indistinguishable from an unset one). The values were chosen on the
+``validation`` frame domain (simtoreal/transfer/frame_domains.py), never on ``real``; the runs
+behind them are in docs/transfer.md ("Any Gymnasium env"). Envs without an entry use
+:data:`GYM_DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from simtoreal.transfer.config import TransferConfig
+
+#: What a third-party env gets unless its preset or a flag says otherwise: a state estimator
+#: under the teacher's encoder, a frame stack of 3 (velocities), a trunk that keeps thin
+#: objects (3x3 convs at stride 2 rather than the grid's 4x4 patchify), teacher-driven data.
+GYM_DEFAULTS: dict[str, Any] = {
+    "target": "state",
+    "frame_stack": 3,
+    "channels": (16, 32, 16),
+    "kernels": (3, 3, 1),
+    "strides": (2, 2, 1),
+    "frames": 60_000,
+    "epochs": 6,
+    "dagger_share": 0.3,
+    "dagger_rounds": 1,
+    "dagger_epochs": 2,
+    "lr": 3e-3,
+    "num_envs": 4,
+    "eval_episodes": 30,
+}
+
+#: env id -> overrides of GYM_DEFAULTS.
+TRANSFER_PRESETS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {},
+    "Pendulum-v1": {},
+    "Acrobot-v1": {},
+    "MiniGrid-DoorKey-5x5-v0": {"frame_stack": 1},
+}
+
+
+def transfer_preset(env_id: str) -> dict[str, Any]:
+    """The transfer defaults of a third-party env id (a copy, safe to change)."""
+    return copy.deepcopy({**GYM_DEFAULTS, **TRANSFER_PRESETS.get(env_id, {})})
+
+
+def with_transfer_preset(cfg: TransferConfig, env_id: str) -> TransferConfig:
+    """``cfg`` with the preset of ``env_id`` in every field it leaves at the default."""
+    default = TransferConfig()
+    unset = {
+        k: v for k, v in transfer_preset(env_id).items() if getattr(cfg, k) == getattr(default, k)
+    }
+    return dataclasses.replace(cfg, **unset)
