@@ -1,43 +1,13 @@
-"""What every benchmark records about the machine it ran on."""
+"""What every benchmark records about the machine it ran on (the machine pieces live in
+simtoreal.bench.machine, shared with ``python -m simtoreal.bench``)."""
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 
-import numpy as np
+from simtoreal.bench.machine import cpu_model, machine_info
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info(**extra) -> dict:
-    """Platform, CPU, cores, load average now, and library versions (plus ``extra``)."""
-    info = {
-        "platform": platform.platform(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    return {**info, **extra}
+__all__ = ["cpu_model", "machine_info", "report_header", "save_record"]
 
 
 def save_record(path: Path, info: dict, **fields) -> dict:
