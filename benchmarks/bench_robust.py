@@ -41,13 +41,19 @@ TRANSFER = {"frames": 200_000}
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--episodes", type=int, default=500, help="test episodes per evaluation")
     p.add_argument("--robustness-episodes", type=int, default=200)
     p.add_argument("--heatmap-episodes", type=int, default=100)
-    p.add_argument("--baseline-multiple", type=float, default=2.0,
-                   help="wall budget of the pixel-PPO baseline, x the transfer's (seed 0 only)")
+    p.add_argument(
+        "--baseline-multiple",
+        type=float,
+        default=2.0,
+        help="wall budget of the pixel-PPO baseline, x the transfer's (seed 0 only)",
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     return p.parse_args()
 
@@ -105,7 +111,10 @@ def heatmap(run_dir: Path, summary: dict, episodes: int) -> dict:
 def data_memory(frames: int = 100_000) -> dict:
     """Bytes of adapter training data for ``frames`` pairs: stored frames vs stored states."""
     out = {}
-    for name, world in (("empty 8x8", {"size": 8}), ("obstacles 8x8", {"size": 8, "n_obstacles": 8})):
+    for name, world in (
+        ("empty 8x8", {"size": 8}),
+        ("obstacles 8x8", {"size": 8, "n_obstacles": 8}),
+    ):
         data = collect(paired_batch(world, 256, "randomized"), frames, random_actor(0), 0)
         out[name] = {"frames": frames, "states_bytes": data.nbytes,
                      "stored_frames_bytes": frames * 64 * 64 * 3 + data.states.nbytes}  # fmt: skip
@@ -198,7 +207,9 @@ def report(record: dict) -> list[str]:
         "Recovered success (student / teacher); `covered` says whether training varies the "
         "shift's family. ![heat map](robust_heatmap.png)",
         "",
-        "| shift | family | covered | " + " | ".join(f"sev {k}" for k in range(1, MAX_SEVERITY + 1)) + " |",
+        "| shift | family | covered | "
+        + " | ".join(f"sev {k}" for k in range(1, MAX_SEVERITY + 1))
+        + " |",
         "|---|---|---|" + "---|" * MAX_SEVERITY,
     ]
     for name, row in heat["shifts"].items():
@@ -213,7 +224,9 @@ def report(record: dict) -> list[str]:
               "| world | stored frames (before) | stored states, rendered per batch (now) |",
               "|---|---|---|"]  # fmt: skip
     for name, m in record["memory"].items():
-        lines.append(f"| {name} | {m['stored_frames_bytes'] / 1e6:.0f} MB | {m['states_bytes'] / 1e6:.1f} MB |")
+        lines.append(
+            f"| {name} | {m['stored_frames_bytes'] / 1e6:.0f} MB | {m['states_bytes'] / 1e6:.1f} MB |"
+        )
     return [*lines, ""]
 
 

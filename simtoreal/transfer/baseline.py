@@ -149,7 +149,9 @@ def baseline_policy_kwargs(teacher, cfg: TransferConfig) -> dict:
         latent = teacher.policy.features_extractor.features_dim
         extractor = {
             "features_extractor_class": CnnStateAdapter,
-            "features_extractor_kwargs": adapter_kwargs(cfg.adapter_config(latent, target="latent")),
+            "features_extractor_kwargs": adapter_kwargs(
+                cfg.adapter_config(latent, target="latent")
+            ),
         }
     return {
         **extractor,

@@ -32,6 +32,7 @@ from simtoreal.envs.render import Renderer
 from simtoreal.envs.world import WorldState
 from simtoreal.errors import DataError
 
+
 def take_rows(state: WorldState, idx: np.ndarray) -> WorldState:
     """Rows ``idx`` of a batch of world states."""
     return WorldState(**{f.name: getattr(state, f.name)[idx] for f in fields(WorldState)})
@@ -53,7 +54,9 @@ def redrawn(state: WorldState, draw: int) -> WorldState:
     if draw == 0:
         return state
     key = rng.mix64(state.key ^ rng.mix64(np.full(1, draw, np.uint64)))
-    return WorldState(**{**{f.name: getattr(state, f.name) for f in fields(WorldState)}, "key": key})
+    return WorldState(
+        **{**{f.name: getattr(state, f.name) for f in fields(WorldState)}, "key": key}
+    )
 
 
 @dataclass
@@ -100,7 +103,9 @@ class PairedData:
         if self.renders and other.renders and self.renderer is other.renderer:
             return PairedData(states, worlds=concat_rows([self.worlds, other.worlds]),
                               renderer=self.renderer)  # fmt: skip
-        return PairedData(states, np.concatenate([self.frames(slice(None)), other.frames(slice(None))]))
+        return PairedData(
+            states, np.concatenate([self.frames(slice(None)), other.frames(slice(None))])
+        )
 
     @property
     def nbytes(self) -> int:

@@ -17,9 +17,9 @@ from simtoreal.envs.sb3 import GridWorldVecEnv
 from simtoreal.errors import ConfigError
 from simtoreal.train import TrainConfig, train
 from simtoreal.transfer.augment import cutout
+from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, linear_decay
-from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.pipeline import run_transfer
 from simtoreal.transfer.robustness import covered_families
 
@@ -166,7 +166,9 @@ def _adapter_weights(run_dir) -> float:
 
 def test_fresh_appearance_redraws_every_epoch_and_only_that(teacher_dir, tmp_path):
     def run(name, **kwargs):
-        run_transfer(TransferConfig(teacher=teacher_dir, run_dir=tmp_path / name, **{**TINY, **kwargs}))
+        run_transfer(
+            TransferConfig(teacher=teacher_dir, run_dir=tmp_path / name, **{**TINY, **kwargs})
+        )
         return _adapter_weights(tmp_path / name)
 
     # One epoch sees the collected frames either way; a second epoch sees new draws only if fresh.
