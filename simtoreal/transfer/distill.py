@@ -20,6 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from simtoreal.agents.adapter import CnnStateAdapter, frames_to_tensor
 from simtoreal.agents.estimator import GridStateEstimator
+from simtoreal.agents.surgery import PolicyHead
 from simtoreal.agents.vector_estimator import VectorStateEstimator
 from simtoreal.core import Stack, Stage, TrainRule
 from simtoreal.errors import IncompatibleError
@@ -237,8 +238,9 @@ class Distiller:
 
 
 def check_teacher(teacher: BaseAlgorithm) -> None:
-    """Refuse a teacher this distiller cannot label for: it needs a categorical (Discrete-action)
-    actor-critic policy whose head sits on a shared features extractor."""
+    """Refuse a grid-world teacher the grid recipe cannot carry: it needs a categorical
+    (Discrete-action) actor-critic policy whose head sits on a shared features extractor (the
+    student is built by policy surgery). Teachers of ``train gym`` go through gym_pipeline."""
     space = teacher.action_space
     if not isinstance(space, gym.spaces.Discrete):
         raise IncompatibleError(
@@ -246,7 +248,7 @@ def check_teacher(teacher: BaseAlgorithm) -> None:
             "actions, and continuous-action (Gaussian) teachers are not supported yet. Train the "
             "teacher on a Discrete action space (PPO or A2C), e.g. python -m simtoreal.train grid."
         )
-    teacher_head(teacher)  # refuses DQN and policies without a shared extractor
+    PolicyHead(teacher.policy)  # refuses DQN and policies without a shared extractor
 
 
 def linear_decay(optimizer: torch.optim.Optimizer, total_updates: int, warmup: int = 50):

@@ -184,15 +184,16 @@ def test_dqn_teacher_is_refused_before_the_run_dir_exists(teacher_dir, tmp_path)
     assert not (tmp_path / "run").exists()
 
 
-def test_continuous_action_teacher_is_refused_by_the_library_api():
+def test_continuous_action_teacher_is_refused_by_the_grid_recipe_not_the_distiller():
     teacher = PPO("MlpPolicy", gym.make("Pendulum-v1"), device="cpu")
     with pytest.raises(IncompatibleError, match="continuous-action"):
         check_teacher(teacher)
     from simtoreal.agents.adapter import AdapterConfig
     from simtoreal.transfer.adapter_io import build_adapter
 
-    with pytest.raises(IncompatibleError, match="continuous-action"):
-        Distiller(teacher, build_adapter(AdapterConfig(latent_dim=64)))
+    # The Distiller itself labels Gaussian teachers since issue 12 (simtoreal/transfer/heads.py).
+    distiller = Distiller(teacher, build_adapter(AdapterConfig(latent_dim=64)))
+    assert distiller.teacher_act(np.zeros((2, 3), np.float32)).shape[0] == 2
 
 
 # -- failures, markers and resume ----------------------------------------------------------------
