@@ -102,8 +102,10 @@ class TransferConfig:
     strides: tuple[int, ...] = (4, 1, 1)
     """Adapter conv strides."""
     pool: str = "spatial_softmax"
-    """Adapter pooling of the 'latent' target: 'spatial_softmax' (keypoints: see
-    docs/transfer.md) or 'flatten' (the reference's RealWorldStateAdapter)."""
+    """How the adapter's last feature map becomes a vector, for the 'latent' target and the
+    state estimator of third-party envs: 'spatial_softmax' (keypoints: see docs/transfer.md) or
+    'flatten' (the reference's RealWorldStateAdapter; MiniGrid's preset, whose state is a grid
+    of cells). The grid world's state estimator has its own heads and ignores it."""
 
     # ---- evaluation
     eval_episodes: int = 500

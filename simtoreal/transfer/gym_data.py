@@ -18,6 +18,7 @@ re-rendered frames.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -83,6 +84,9 @@ class PairedEnvMaker:
     image_only: bool = False
 
     def __call__(self) -> gym.Env:
+        # frames are drawn off-screen: without a display driver pygame's SDL prints an error
+        # about XDG_RUNTIME_DIR for every env on a headless machine
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         if multiprocessing.parent_process() is not None:  # a collector's subprocess
             import torch
 

@@ -75,6 +75,13 @@ def teachers(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def pendulum_teacher(tmp_path_factory) -> Path:
+    """A SAC teacher on Pendulum trained long enough to swing up (6k steps, about half a minute)."""
+    root = tmp_path_factory.mktemp("pendulum")
+    return _teacher(root / "sac", "Pendulum-v1", "sac", 6_000, sac={"learning_starts": 100})
+
+
 # -- teacher kinds -----------------------------------------------------------------------------
 
 
@@ -156,9 +163,11 @@ def _transfer(tmp_path: Path, teacher: Path, **overrides) -> dict:
     )
 
 
+@pytest.mark.slow  # an expected failure: it would spend a minute of every CI run to fail
 @pytest.mark.xfail(
-    reason="not met yet: at test budgets (4-6k frames, 4-6 epochs) the CartPole student acts "
-    "constantly (return 9 against random's 20-30); docs/transfer.md, 'Any Gymnasium env'",
+    reason="not met: CartPole's teacher needs its angular velocity to about 0.1 rad/s, a pole tip "
+    "moving 0.03 pixels a step in a 64x64 frame; the student acts constantly (return 9 against "
+    "random's 20-30). docs/transfer.md, 'Any Gymnasium env'",
     strict=False,
 )
 def test_cartpole_student_beats_random(tmp_path, teachers):
@@ -166,6 +175,27 @@ def test_cartpole_student_beats_random(tmp_path, teachers):
     student = summary["student"]["sim"]["mean_return"]
     assert student > 2 * summary["random_policy"]["mean_return"], summary["student"]
     assert isinstance(load_student(tmp_path / "t"), type(load_teacher(teachers["ppo"])[0]))
+
+
+@pytest.mark.slow  # about 4 minutes on 2 cores: 3k-10k frames were not enough (docs/transfer.md)
+def test_pendulum_student_beats_random(tmp_path, pendulum_teacher):
+    """Continuous actions end to end: a SAC teacher that swings the pendulum up, distilled from
+    20k frames (the preset's DAgger share), keeps over half of the teacher's margin over random
+    in the held-out ``real`` domain (the 3-seed benchmark at 40k frames keeps about all of it)."""
+    summary = _transfer(
+        tmp_path,
+        pendulum_teacher,
+        frames=20_000,
+        epochs=4,
+        dagger_share=0.3,
+        num_envs=4,
+        eval_episodes=8,
+    )
+    teacher, floor = summary["teacher"]["mean_return"], summary["random_policy"]["mean_return"]
+    student = summary["student"]["real"]["mean_return"]
+    assert teacher > floor + 400, (teacher, floor)  # the fixture's teacher did learn
+    assert summary["recovered"]["return_share_over_random"] > 0.5, (student, teacher, floor)
+    assert summary["student_class"] == "SAC"
 
 
 def test_dqn_student_agrees_with_greedy_teacher(tmp_path, teachers):
@@ -253,3 +283,42 @@ def test_a_model_of_another_algorithm_than_its_config_is_refused(tmp_path, teach
 def test_a_frame_stack_of_zero_is_refused():
     with pytest.raises(ConfigError, match="frame_stack"):
         TransferConfig(frame_stack=0)
+
+
+# -- the vector state estimator's pooling --------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool", ["spatial_softmax", "flatten"])
+def test_vector_estimator_pools_and_round_trips(tmp_path, pool):
+    """Both poolings learn a one-hot state laid out over the image (which cell of a 2x2 grid is
+    lit) and survive save / load with the same outputs."""
+    from simtoreal.agents.adapter import AdapterConfig
+    from simtoreal.transfer.adapter_io import build_adapter, save_adapter
+
+    torch.manual_seed(0)
+    config = AdapterConfig(
+        channels=(8, 8), kernels=(3, 3), strides=(2, 2), image_shape=(16, 16, 3),
+        pool=pool, target="vector", state_dim=4, hidden=32,
+    )  # fmt: skip
+    estimator = build_adapter(config)
+    cells = torch.randint(0, 4, (256,))  # a 2x2 grid of 8x8 cells, one lit: a one-hot state
+    frames = torch.zeros(256, 3, 16, 16)
+    for i, c in enumerate(cells.tolist()):
+        frames[i, :, 8 * (c // 2) : 8 * (c // 2) + 8, 8 * (c % 2) : 8 * (c % 2) + 8] = 1.0
+    states = torch.nn.functional.one_hot(cells, 4).float()
+    estimator.set_standardisation(states)
+    optimizer = torch.optim.Adam(estimator.parameters(), 3e-3)
+    for _ in range(150):
+        loss = estimator.state_loss(estimator.estimate(frames), states)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = (estimator(frames).argmax(1) == cells).float().mean()
+    assert estimator(frames).shape == (256, 4)
+    assert accuracy > 0.95, (pool, float(accuracy))
+    save_adapter(tmp_path / "a", estimator)
+    again = load_adapter(tmp_path / "a")
+    assert again.config.pool == pool
+    with torch.no_grad():
+        torch.testing.assert_close(again(frames), estimator(frames))
