@@ -72,6 +72,17 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="envs that get the PPO-from-pixels baseline (default: all)",
     )
+    p.add_argument(
+        "--baseline-max-multiple",
+        type=float,
+        default=2.0,
+        help="stop the baseline after this multiple of the student's wall time",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs of --out's anyenv.json and run only what is missing",
+    )
     p.add_argument("--throughput-frames", type=int, default=2_000)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return p.parse_args()  # fmt: skip
@@ -130,24 +141,27 @@ def one_transfer(env_id: str, seed: int, teacher: Path, root: Path, args) -> dic
 
 
 class _Snapshot(BaseCallback):
-    """Keeps a copy of the policy's weights once ``seconds`` of training have passed."""
+    """Keeps a copy of the policy's weights once ``seconds`` of training have passed, and stops
+    training after ``limit`` seconds."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, limit: float) -> None:
         super().__init__()
-        self.seconds, self.start, self.at = seconds, time.perf_counter(), None
+        self.seconds, self.limit, self.start, self.at = seconds, limit, time.perf_counter(), None
         self.state: dict | None = None
 
     def _on_step(self) -> bool:
-        if self.state is None and time.perf_counter() - self.start >= self.seconds:
+        elapsed = time.perf_counter() - self.start
+        if self.state is None and elapsed >= self.seconds:
             self.state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
             self.at = self.num_timesteps
-        return True
+        return elapsed < self.limit
 
 
 def pixel_ppo(env_id: str, teacher: Path, frames: int, seconds: float, run: dict, args) -> dict:
     """PPO (SB3 CnnPolicy defaults) trained from scratch on the student's frames, in the
     ``randomized`` domain the student trained on, for ``frames`` env steps; evaluated in
-    ``real`` at the end (same frames) and as it was after ``seconds`` (same wall time)."""
+    ``real`` at the end (same frames) and as it was after ``seconds`` (same wall time). Training
+    stops after ``--baseline-max-multiple`` x ``seconds``; ``frames_reached`` says where."""
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     tcfg = load_config_of(teacher)
@@ -155,7 +169,7 @@ def pixel_ppo(env_id: str, teacher: Path, frames: int, seconds: float, run: dict
     maker = PairedEnvMaker(tcfg.env_maker(), "randomized", stack, image_only=True)
     envs = SubprocVecEnv([maker] * 4, start_method="forkserver")
     model = PPO("CnnPolicy", envs, seed=0, device="cpu", verbose=0)
-    snap = _Snapshot(seconds)
+    snap = _Snapshot(seconds, args.baseline_max_multiple * seconds)
     start = time.perf_counter()
     model.learn(frames, callback=snap)
     wall = time.perf_counter() - start
@@ -175,6 +189,7 @@ def pixel_ppo(env_id: str, teacher: Path, frames: int, seconds: float, run: dict
         same_time = score()
     return {
         "frames": frames,
+        "frames_reached": int(model.num_timesteps),
         "wall_time_s": wall,
         "same_frames": same_frames,
         "same_time": same_time,
@@ -259,18 +274,21 @@ def write_report(out: Path, record: dict) -> None:
             "",
             "PPO from pixels (SB3 `CnnPolicy` defaults, 4 subprocess envs, trained from scratch "
             "in the `randomized` domain, evaluated in `real`), one seed, against the seed-0 "
-            "student: at the student's frame budget, and as it was after the student's whole "
-            "wall time (collection + adapter training):",
+            "student: at the end of training (the student's frame budget, unless the run was "
+            "stopped at --baseline-max-multiple times the student's wall time first: frames "
+            "reached in brackets), and as it was after the student's whole wall time "
+            "(collection + adapter training + evaluation):",
             "",
-            "| env | student recovered | PPO same frames | PPO same wall time (frames then) "
-            "| PPO wall s |",
+            "| env | student recovered | PPO at the end (frames reached) | PPO same wall time "
+            "(frames then) | PPO wall s |",
             "|---|---|---|---|---|",
         ]
         for env_id, b in record["baselines"].items():
             student = next(r for r in record["runs"] if r["env_id"] == env_id)
             lines.append(
                 f"| {env_id} | {headline(student['recovered']):.3f} | "
-                f"{headline(b['recovered_same_frames']):.3f} ({_score(b['same_frames'])}) | "
+                f"{headline(b['recovered_same_frames']):.3f} {_score(b['same_frames'])} "
+                f"({b.get('frames_reached', b['frames']):,}) | "
                 f"{headline(b['recovered_same_time']):.3f} ({b['same_time_frames']:,}) | "
                 f"{b['wall_time_s']:.0f} |"
             )
@@ -314,6 +332,10 @@ def main() -> None:
     given = dict(t.split("=", 1) for t in args.teachers)
     seeds_of = dict(t.split("=", 1) for t in args.seeds_of)
     tp, runs, baselines, teacher_s = {}, [], {}, {}
+    if args.resume and (args.out / "anyenv.json").is_file():
+        done = json.loads((args.out / "anyenv.json").read_text())
+        tp, runs, baselines = done["throughput"], done["runs"], done["baselines"]
+        teacher_s = done["teacher_train_s"]
 
     def save() -> None:
         record = save_record(
@@ -331,14 +353,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         for env_id in args.envs:
+            n_seeds = int(seeds_of.get(env_id, args.seeds))
+            have = {r["seed"] for r in runs if r["env_id"] == env_id}
+            wants_baseline = args.baseline_envs is None or env_id in args.baseline_envs
+            if have >= set(range(n_seeds)) and (env_id in baselines or not wants_baseline):
+                continue
             teacher, teacher_s[env_id] = teacher_for(env_id, Path(tmp), given.get(env_id))
             stack = transfer_preset(env_id)["frame_stack"]
             maker = load_config_of(teacher).env_maker()
-            tp[env_id] = throughput(maker, args.throughput_frames, stack)
-            for seed in range(int(seeds_of.get(env_id, args.seeds))):
+            if env_id not in tp:
+                tp[env_id] = throughput(maker, args.throughput_frames, stack)
+            for seed in sorted(set(range(n_seeds)) - have):
                 runs.append(one_transfer(env_id, seed, teacher, Path(tmp), args))
                 save()
-            if args.baseline_envs is None or env_id in args.baseline_envs:
+            if wants_baseline and env_id not in baselines:
                 first = next(r for r in runs if r["env_id"] == env_id)
                 baselines[env_id] = pixel_ppo(
                     env_id, teacher, first["train"]["frames"], first["total_s"], first, args
