@@ -324,3 +324,16 @@ def test_vector_estimator_pools_and_round_trips(tmp_path, pool):
     assert again.config.pool == pool
     with torch.no_grad():
         torch.testing.assert_close(again(frames), estimator(frames))
+
+
+def test_pool_reaches_the_estimator_through_config_and_presets():
+    """``--pool`` builds the estimator's pooling, and MiniGrid's preset picks ``flatten``."""
+    from simtoreal.transfer.gym_pipeline import build_cnn
+    from simtoreal.transfer.presets import with_transfer_preset
+
+    for pool, layer in (("spatial_softmax", "SpatialSoftmax"), ("flatten", "Flatten")):
+        cfg = with_transfer_preset(TransferConfig(pool=pool), "CartPole-v1")
+        assert type(build_cnn(cfg, latent_dim=64, state_dim=4).keypoints).__name__ == layer
+    doorkey = with_transfer_preset(TransferConfig(), "MiniGrid-DoorKey-5x5-v0")
+    assert (doorkey.pool, doorkey.frame_stack) == ("flatten", 1)
+    assert with_transfer_preset(TransferConfig(), "Acrobot-v1").pool == "spatial_softmax"
