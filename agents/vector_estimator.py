@@ -16,8 +16,8 @@ MLP to the state. Shape: ``(B, 3k, H, W)`` in [0, 1] -> ``(B, state_dim)``.
   so the MLP can difference them for velocities. For a few moving bodies (CartPole, Pendulum,
   Acrobot).
 * ``flatten``: the whole feature map. For states laid out over the image, such as MiniGrid's
-  one-hot grid (what is in each cell), which a handful of keypoints cannot hold: on DoorKey
-  the keypoint estimator reached a success ratio of 0.32, the flattened one 0.9 and more
+  one-hot grid (what is in each cell), which a handful of keypoints cannot hold: on DoorKey's
+  validation domain the keypoint estimator reached 0.44 success, the flattened one 1.00
   (docs/transfer.md, "Any Gymnasium env").
 """
 
@@ -51,6 +51,7 @@ class VectorStateEstimator(nn.Module):
         self.trunk = nn.Sequential(*layers)
         with torch.no_grad():
             fh, fw = self.trunk(torch.zeros(1, config.image_shape[2], h, w)).shape[2:]
+        # the pooling keeps the name of the keypoints it first was, so saved estimators load
         self.keypoints = (
             SpatialSoftmax(fh, fw) if config.pool == "spatial_softmax" else nn.Flatten()
         )
