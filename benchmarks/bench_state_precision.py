@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from common import machine_info, report_header, save_record
 
+from simtoreal.agents.evaluate import evaluate_env
 from simtoreal.agents.factory import load_teacher
-from simtoreal.bench.report import mean_ci
 from simtoreal.seeds import EVAL_SEED
 from simtoreal.train.gym import load_config_of
 
@@ -41,25 +41,20 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def returns(
-    model, maker, episodes: int, sigma: np.ndarray | None, seed: int
-) -> tuple[list[float], list[np.ndarray]]:
-    """Greedy episodes of ``model`` on test seeds, its state plus N(0, sigma^2) noise per step:
-    the episode returns and the clean states seen."""
-    env, noise = maker(), np.random.default_rng(seed)
-    out, states = [], []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=EVAL_SEED + episode)
-        total, done = 0.0, False
-        while not done:
-            states.append(obs)
-            seen = obs if sigma is None else obs + noise.normal(size=obs.shape) * sigma
-            action, _ = model.predict(seen.astype(np.float32), deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total, done = total + float(reward), terminated or truncated
-        out.append(total)
-    env.close()
-    return out, states
+def noisy_return(model, maker, episodes: int, sigma: np.ndarray | None, seed: int, seen=None):
+    """:func:`~simtoreal.agents.evaluate.evaluate_env` of ``model``'s greedy actions on test
+    seeds, its state plus N(0, sigma^2) noise per step; the clean states it saw are appended to
+    ``seen`` (one env at a time, so every state is one a step showed)."""
+    noise = np.random.default_rng(seed)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        if seen is not None:
+            seen.extend(obs)
+        if sigma is not None:
+            obs = obs + noise.normal(size=obs.shape) * sigma
+        return model.predict(obs.astype(np.float32), deterministic=True)[0]
+
+    return evaluate_env(act, maker, episodes, EVAL_SEED, "none", n_parallel=1)
 
 
 def main() -> None:
@@ -68,18 +63,19 @@ def main() -> None:
     model, _ = load_teacher(args.teacher)
     tcfg = load_config_of(args.teacher)
     maker = tcfg.env_maker()
-    clean, states = returns(model, maker, args.episodes, None, 0)
+    states: list[np.ndarray] = []
+    clean = noisy_return(model, maker, args.episodes, None, 0, states)
     spread = np.asarray(states, np.float64).std(0)
-    rows = [{"noise_on": "none", "f": 0.0, "sigma": [0.0] * len(spread), "ci": mean_ci(clean)}]
+    rows = [{"noise_on": "none", "f": 0.0, "sigma": [0.0] * len(spread), "result": clean}]
     for f in FRACTIONS[1:]:
         sigma = f * spread
         rows.append({"noise_on": "all", "f": f, "sigma": sigma.tolist(),
-                     "ci": mean_ci(returns(model, maker, args.episodes, sigma, 1)[0])})  # fmt: skip
+                     "result": noisy_return(model, maker, args.episodes, sigma, 1)})  # fmt: skip
     for i in range(len(spread)):
         sigma = np.zeros_like(spread)
         sigma[i] = spread[i]
         rows.append({"noise_on": f"entry {i}", "f": 1.0, "sigma": sigma.tolist(),
-                     "ci": mean_ci(returns(model, maker, args.episodes, sigma, 2 + i)[0])})  # fmt: skip
+                     "result": noisy_return(model, maker, args.episodes, sigma, 2 + i)})  # fmt: skip
     name = tcfg.env_id.replace("/", "_")
     record = save_record(
         args.out / f"state_precision-{name}.json",
@@ -89,19 +85,19 @@ def main() -> None:
         algo=tcfg.algo,
         episodes=args.episodes,
         spread=spread.tolist(),
-        rows=rows,
+        rows=[{**r, "result": r["result"].to_dict()} for r in rows],
     )
     lines = report_header(f"State precision a teacher needs: {tcfg.env_id} ({tcfg.algo})", record)
     lines += [
         f"Spread (standard deviation) of each state entry over the teacher's own {args.episodes} "
         f"test episodes: {', '.join(f'{s:.4g}' for s in spread)}. Noise sigma = f x spread, "
-        "drawn per step and entry. Mean return and 95% t-interval over episodes.",
+        "drawn per step and entry. Mean return and 95% interval over episodes (agents.evaluate).",
         "",
         "| noise on | f | sigma (absolute) | return (95% CI) |",
         "|---|---|---|---|",
     ]
     for r in rows:
-        mean, lo, hi = r["ci"]
+        mean, (lo, hi) = r["result"].mean_return, r["result"].return_ci
         sigma = ", ".join(f"{s:.3g}" for s in r["sigma"])
         lines.append(f"| {r['noise_on']} | {r['f']} | {sigma} | {mean:.1f} [{lo:.1f}, {hi:.1f}] |")
     (args.out / f"state_precision-{name}.md").write_text("\n".join(lines) + "\n")
