@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from torch.utils.tensorboard import SummaryWriter
 
 from simtoreal import seeds
 from simtoreal.agents.adapter import (
@@ -44,7 +45,8 @@ from simtoreal.seeds import EVAL_SEED, HELD_OUT_PAIRS_SEED, VAL_PAIRS_SEED, VAL_
 from simtoreal.train.gym import GymTrainConfig, load_config_of
 from simtoreal.transfer.adapter_io import build_adapter, save_adapter
 from simtoreal.transfer.config import TransferConfig
-from simtoreal.transfer.distill import Distiller, linear_decay
+from simtoreal.transfer.data import PairedData
+from simtoreal.transfer.distill import Distiller
 from simtoreal.transfer.gym_data import (
     PairedEnvMaker,
     check_renders,
@@ -54,7 +56,7 @@ from simtoreal.transfer.gym_data import (
 )
 from simtoreal.transfer.heads import teacher_head
 from simtoreal.transfer.presets import with_transfer_preset
-from simtoreal.transfer.training import Plan
+from simtoreal.transfer.training import Trainer
 
 SUMMARY_FILE = "summary.json"
 HELD_OUT_PAIRS = 2048  # pairs behind the latent R^2 and action agreement of each domain
@@ -126,26 +128,34 @@ def build_cnn(cfg: TransferConfig, latent_dim: int, state_dim: int):
     return build_adapter(arch)
 
 
-def transfer_gym(cfg: TransferConfig) -> dict:
+def transfer_gym(cfg: TransferConfig, *, resume: bool = False) -> dict:
     """Run the recipe for the ``train gym`` teacher ``cfg.teacher``; return the summary (also in
     ``<run_dir>/summary.json``). The env's transfer preset fills in the fields ``cfg`` leaves at
-    their defaults; everything that can be checked is checked before the run directory exists."""
+    their defaults; everything that can be checked is checked before the run directory exists.
+    With ``resume`` the run in ``cfg.run_dir`` continues from its last checkpoint, with the
+    config it saved (presets already resolved)."""
     device = resolve_device(cfg.device)
     teacher, tcfg = load_gym_teacher(cfg.teacher)
-    cfg = with_transfer_preset(cfg, tcfg.env_id)
+    if not resume:
+        cfg = with_transfer_preset(cfg, tcfg.env_id)
     check_gym_config(cfg)
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
-    run_dir = prepare_run_dir(
-        cfg.run_dir,
-        overwrite=cfg.overwrite,
-        keep=(cfg.teacher,),
-        config={"kind": "transfer", **cfg.to_dict()},
-    )
+    if resume:
+        run_dir = prepare_run_dir(cfg.run_dir, resume=True)
+    else:
+        run_dir = prepare_run_dir(
+            cfg.run_dir,
+            overwrite=cfg.overwrite,
+            keep=(cfg.teacher,),
+            config={"kind": "transfer", **cfg.to_dict()},
+        )
     with marks_failure(run_dir):
-        return _run(cfg, teacher, tcfg, run_dir, device)
+        return _run(cfg, teacher, tcfg, run_dir, device, resume)
 
 
-def _run(cfg: TransferConfig, teacher, tcfg: GymTrainConfig, run_dir: Path, device) -> dict:
+def _run(
+    cfg: TransferConfig, teacher, tcfg: GymTrainConfig, run_dir: Path, device, resume: bool
+) -> dict:
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     teacher_dir = cfg.teacher
@@ -162,10 +172,16 @@ def _run(cfg: TransferConfig, teacher, tcfg: GymTrainConfig, run_dir: Path, devi
         augment=("appearance", *cfg.augment),
         seed=cfg.seed,
     )
-    train = train_adapter(distiller, tcfg, cfg)
-    save_adapter(run_dir / "adapter", distiller.adapter)
-    student = save_student(teacher, distiller, cfg, run_dir / "student.zip")
-    results = evaluate_gym_transfer(teacher, distiller, tcfg, cfg)
+    trainer = Trainer(distiller, GymSource(distiller, tcfg, cfg), cfg, run_dir)
+    if resume:
+        trainer.restore()
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        train = trainer.run(writer)
+        save_adapter(run_dir / "adapter", distiller.adapter)
+        student = save_student(teacher, distiller, cfg, run_dir / "student.zip")
+        results = evaluate_gym_transfer(teacher, distiller, tcfg, cfg)
+        rec = results["recovered"]
+        writer.add_scalar("transfer/recovered_real", rec[rec["headline"]], train["samples"])
     summary = {
         "run_dir": str(run_dir),
         "teacher_dir": str(teacher_dir),
@@ -186,30 +202,39 @@ def _run(cfg: TransferConfig, teacher, tcfg: GymTrainConfig, run_dir: Path, devi
     return summary
 
 
-def train_adapter(distiller: Distiller, tcfg: GymTrainConfig, cfg: TransferConfig) -> dict:
-    """Offline teacher-driven pairs (a share of random actions for coverage), then DAgger rounds
-    where the student acts with probability 1 - beta; each phase retrains on the aggregate."""
-    start = time.perf_counter()
-    envs = vector_env(PairedEnvMaker(tcfg.env_maker(), "sim", cfg.frame_stack), cfg.num_envs)
-    space = envs.single_action_space
-    plan = Plan.of(cfg)
-    offline, n_dagger, rounds = plan.n_offline, plan.n_dagger, plan.rounds
-    optimizer = distiller.student.make_optimizer(cfg.lr)
-    scheduler = linear_decay(optimizer, plan.updates(cfg))
-    behaviour = mixed_actions(
-        distiller.teacher_act,
-        random_actions(space, cfg.seed),
-        0.5,
-        np.random.default_rng([cfg.seed, 0]),
-        key="state",
-    )
-    data = collect_vector(envs, offline, behaviour, seeds.stream(cfg.seed, "adapter", cfg.num_envs))
-    collect_s = time.perf_counter() - start
-    last = distiller.fit(
-        data, cfg.epochs, optimizer, cfg.batch_size, [cfg.seed, 1000], scheduler=scheduler
-    )
-    for r in range(rounds):
-        t = time.perf_counter()
+class GymSource:
+    """Training pairs from the teacher's own env (:class:`PairedEnvMaker`, ``sim`` frames) in
+    ``cfg.num_envs`` subprocesses: offline, the teacher drives with half of its actions random
+    (coverage of states it never visits); in DAgger round ``r`` the student acts with
+    probability ``1 - beta``, beta halving each round. Deterministic given the seed and the
+    student's weights (seeded resets and action draws), so a resumed run collects it again."""
+
+    def __init__(self, distiller: Distiller, tcfg: GymTrainConfig, cfg: TransferConfig) -> None:
+        self.distiller, self.cfg = distiller, cfg
+        self.maker = PairedEnvMaker(tcfg.env_maker(), "sim", cfg.frame_stack)
+        self.space = tcfg.action_space
+        self._envs: gym.vector.VectorEnv | None = None
+
+    @property
+    def envs(self) -> gym.vector.VectorEnv:
+        if self._envs is None:  # started on first use: a finished run's resume needs none
+            self._envs = vector_env(self.maker, self.cfg.num_envs)
+        return self._envs
+
+    def offline(self, n: int, progress) -> PairedData:
+        cfg = self.cfg
+        behaviour = mixed_actions(
+            self.distiller.teacher_act,
+            random_actions(self.space, cfg.seed),
+            0.5,
+            np.random.default_rng([cfg.seed, 0]),
+            key="state",
+        )
+        first = seeds.stream(cfg.seed, "adapter", cfg.num_envs)
+        return collect_vector(self.envs, n, behaviour, first, progress)
+
+    def dagger(self, r: int, n: int, progress) -> PairedData:
+        cfg, distiller = self.cfg, self.distiller
         beta = cfg.dagger_beta * 0.5**r
         student = lambda obs: distiller.student_act(obs["image"])  # noqa: E731
         actor = mixed_actions(
@@ -220,25 +245,12 @@ def train_adapter(distiller: Distiller, tcfg: GymTrainConfig, cfg: TransferConfi
             key="state",
         )
         first = seeds.stream(cfg.seed, "dagger", cfg.num_envs, r)
-        data = data.concat(collect_vector(envs, n_dagger // rounds, actor, first))
-        collect_s += time.perf_counter() - t
-        last = distiller.fit(
-            data,
-            cfg.dagger_epochs,
-            optimizer,
-            cfg.batch_size,
-            [cfg.seed, 1001 + r],
-            scheduler=scheduler,
-        )
-    envs.close()
-    return {
-        "frames": len(data),
-        "samples": distiller.seen,
-        "wall_time_s": time.perf_counter() - start,
-        "collect_s": collect_s,
-        "last_loss": last,
-        "dagger_rounds": rounds,
-    }
+        return collect_vector(self.envs, n, actor, first, progress)
+
+    def close(self) -> None:
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
 
 
 def mixed_actions(teacher_act, other, p_other: float, gen: np.random.Generator, key: str):

@@ -75,6 +75,14 @@ class TeacherHead:
     def prepare(self, teacher_out: torch.Tensor) -> None:
         """Statistics of the teacher's outputs on the training data (DQN: the Q spread)."""
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """What :meth:`prepare` computed, for a checkpoint (a resumed run does not prepare again:
+        its first fit may be on other data)."""
+        return {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state`."""
+
 
 class Categorical(TeacherHead):
     """PPO / A2C on Discrete actions: the head gives logits; KL of the student's distribution
@@ -150,6 +158,12 @@ class QValues(TeacherHead):
 
     def prepare(self, teacher_out):
         self.scale = teacher_out.std().clamp_min(1e-6)
+
+    def state(self):
+        return {"scale": self.scale}
+
+    def load_state(self, state):
+        self.scale = state.get("scale", self.scale)
 
     def action_loss(self, student, teacher):
         return (((student - teacher) / self.scale) ** 2).mean()

@@ -40,7 +40,7 @@ from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, check_teacher
 from simtoreal.transfer.gym_pipeline import is_gym_teacher, transfer_gym
-from simtoreal.transfer.training import Trainer
+from simtoreal.transfer.training import GridSource, Trainer
 
 SUMMARY_FILE = "summary.json"
 
@@ -52,8 +52,8 @@ def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
     the device and the teacher. With ``resume`` the run in ``cfg.run_dir`` continues from its
     last checkpoint (see :func:`resume_transfer`).
     """
-    if cfg.teacher and not resume and is_gym_teacher(load_config(cfg.teacher)):
-        return transfer_gym(cfg)  # a third-party env's teacher (python -m simtoreal.train ENV_ID)
+    if cfg.teacher and is_gym_teacher(load_config(cfg.teacher)):
+        return transfer_gym(cfg, resume=resume)  # a third-party env's teacher (train ENV_ID)
     device = resolve_device(cfg.device)
     checked = load_checked_teacher(cfg.teacher) if cfg.teacher else None
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
@@ -101,7 +101,7 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
         augment=cfg.augment,
         seed=cfg.seed,
     )
-    trainer = Trainer(distiller, world, cfg, run_dir)
+    trainer = Trainer(distiller, GridSource(distiller, world, cfg), cfg, run_dir)
     if resume:
         trainer.restore()
     with SummaryWriter(str(run_dir / "tb")) as writer:

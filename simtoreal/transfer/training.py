@@ -1,13 +1,16 @@
-"""Adapter training with a frame budget: offline random-walk pairs, then DAgger rounds, with
-atomic checkpoints so that a killed run resumes where it stopped.
+"""Adapter training with a frame budget: offline pairs, then DAgger rounds, with atomic
+checkpoints so that a killed run resumes where it stopped.
 
 Training runs in *phases*: phase 0 trains on the offline data, phase ``r + 1`` collects DAgger
-round ``r`` and trains on the aggregate. Frames are kept as world states and rendered per
-minibatch (:mod:`simtoreal.transfer.data`), each epoch under a fresh appearance draw when
-``fresh_appearance`` is on. Nothing of the data is checkpointed: the offline data is recollected
-from its seed, and each DAgger round from the adapter weights it started with (kept in the
-checkpoint), which gives the same states again. A checkpoint holds the adapter, the optimiser
-and scheduler, the position ``(phase, epoch, batch)``, the latent scale and the wall time spent.
+round ``r`` and trains on the aggregate. Where the pairs come from is a :class:`FrameSource`:
+:class:`GridSource` for the grid world (frames kept as world states and rendered per minibatch,
+each epoch under a fresh appearance draw when ``fresh_appearance`` is on), and
+:class:`~simtoreal.transfer.gym_pipeline.GymSource` for any other Gymnasium env (rendered frames
+from subprocess envs). Nothing of the data is checkpointed: every source collects
+deterministically, so the offline data is recollected from its seed, and each DAgger round from
+the adapter weights it started with (kept in the checkpoint), which gives the same pairs again.
+A checkpoint holds the adapter, the optimiser and scheduler, the position
+``(phase, epoch, batch)``, the label statistics and the wall time spent.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -73,17 +77,61 @@ class Plan:
         return steps
 
 
-class Trainer:
-    """Runs the phases of one transfer run's adapter training, checkpointing as it goes."""
+class FrameSource(Protocol):
+    """Where a run's training pairs come from. Both methods must be deterministic given the run's
+    seed and the distiller's weights: a resumed run collects them again instead of loading them."""
 
-    def __init__(self, distiller: Distiller, world: dict, cfg: TransferConfig, run_dir: Path):
-        self.distiller, self.cfg, self.run_dir = distiller, cfg, run_dir
-        self.plan = Plan.of(cfg)
-        self.optimizer = distiller.student.make_optimizer(cfg.lr, fused=True)
-        self.scheduler = linear_decay(self.optimizer, self.plan.updates(cfg))
+    def offline(self, n: int, progress: Callable[[int], None]) -> PairedData:
+        """The offline pairs (phase 0)."""
+        ...
+
+    def dagger(self, r: int, n: int, progress: Callable[[int], None]) -> PairedData:
+        """DAgger round ``r``'s pairs, the student acting with the distiller's current weights."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class GridSource:
+    """The grid world's pairs: a random walk offline, then DAgger (the student acts with
+    probability ``1 - beta``, beta halving each round), on a batched world in this process."""
+
+    def __init__(self, distiller: Distiller, world: dict, cfg: TransferConfig) -> None:
+        self.distiller, self.cfg = distiller, cfg
         self.batch = paired_batch(
             {**world, "frame_stack": cfg.frame_stack}, cfg.num_envs, cfg.train_domain
         )
+
+    def offline(self, n: int, progress: Callable[[int], None]) -> PairedData:
+        cfg = self.cfg
+        actor = random_actor(np.random.default_rng([cfg.seed, 0]))
+        return collect(
+            self.batch, n, actor, seeds.stream(cfg.seed, "adapter", cfg.num_envs), progress
+        )
+
+    def dagger(self, r: int, n: int, progress: Callable[[int], None]) -> PairedData:
+        cfg, distiller = self.cfg, self.distiller
+        beta = cfg.dagger_beta * 0.5**r
+        gen = np.random.default_rng([cfg.seed, r + 1])
+        actor = mixed_actor(distiller.teacher_act, distiller.student_act, beta, gen)
+        first = seeds.stream(cfg.seed, "dagger", cfg.num_envs, r)
+        return collect(self.batch, n, actor, first, progress)
+
+    def close(self) -> None:
+        pass
+
+
+class Trainer:
+    """Runs the phases of one transfer run's adapter training, checkpointing as it goes."""
+
+    def __init__(
+        self, distiller: Distiller, source: FrameSource, cfg: TransferConfig, run_dir: Path
+    ) -> None:
+        self.distiller, self.source, self.cfg, self.run_dir = distiller, source, cfg, run_dir
+        self.plan = Plan.of(cfg)
+        self.optimizer = distiller.student.make_optimizer(cfg.lr, fused=True)
+        self.scheduler = linear_decay(self.optimizer, self.plan.updates(cfg))
+        self.collect_s = 0.0
         self.round_starts: list[dict[str, torch.Tensor]] = []
         self.position = Position()
         self.lines = False
@@ -99,6 +147,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "position": asdict(position),
             "latent_scale": self.distiller.latent_scale,
+            "kind": self.distiller.kind.state(),
             "seen": self.distiller.seen,
             "round_starts": self.round_starts,
             "augment_rng": self.distiller.augment_gen.get_state(),
@@ -125,6 +174,7 @@ class Trainer:
             ) from err
         self.position = Position(**state["position"])
         self.distiller.latent_scale = state["latent_scale"]
+        self.distiller.kind.load_state(state.get("kind", {}))
         self.distiller.seen = int(state["seen"])
         self.round_starts = list(state["round_starts"])
         self.distiller.augment_gen.set_state(state["augment_rng"].cpu())
@@ -134,64 +184,65 @@ class Trainer:
     # -- the phases -----------------------------------------------------------------------------
 
     def run(self, writer: SummaryWriter | None = None) -> dict:
-        """Train from the current position to the end of the budget; return the train summary."""
-        cfg, plan, pos = self.cfg, self.plan, self.position
-        start = time.perf_counter() - pos.elapsed_s
-        deadline = start + cfg.max_train_seconds if cfg.max_train_seconds else None
-        bar = tqdm(total=cfg.frames, desc="frames", unit="fr", leave=False, disable=None)
+        """Train from the current position to the end of the budget; return the train summary.
+        The source's envs are closed on the way out, whatever happens."""
+        start = time.perf_counter() - self.position.elapsed_s
+        deadline = start + self.cfg.max_train_seconds if self.cfg.max_train_seconds else None
+        bar = tqdm(total=self.cfg.frames, desc="frames", unit="fr", leave=False, disable=None)
         self.lines = bool(bar.disable)  # no bar (not a terminal): print progress lines instead
-        progress = _Progress(bar, cfg.frames)
-        last: dict = {}
-        data = None
-        if pos.phase != DONE:
-            data = collect(
-                self.batch,
-                plan.n_offline,
-                random_actor(np.random.default_rng([cfg.seed, 0])),
-                seeds.stream(cfg.seed, "adapter", cfg.num_envs),
-                progress,
-            )
-            for r in range(plan.rounds):
-                if r < pos.phase - 1:  # a finished round: collect its frames again
-                    data = data.concat(self._collect_round(r, progress))
-            for phase in range(pos.phase, plan.rounds + 1):
-                if phase > 0:
-                    if phase > pos.phase:  # a new round: keep the weights it starts from
-                        self.round_starts.append(_clone(self.distiller.adapter.state_dict()))
-                        self.save(Position(phase, 0, 0, time.perf_counter() - start))
-                    data = data.concat(self._collect_round(phase - 1, progress))
-                first = (pos.epoch, pos.batch) if phase == pos.phase else (0, 0)
-                last = self._train_phase(phase, data, first, start, deadline, writer)
-                if deadline is not None and time.perf_counter() > deadline:
-                    break
-            self.save(Position(DONE, 0, 0, time.perf_counter() - start))
-        bar.close()
+        try:
+            data, last = self._phases(_Progress(bar, self.cfg.frames), start, deadline, writer)
+        finally:
+            self.source.close()
+            bar.close()
         return {
-            "frames": plan.frames if data is None else len(data),
+            "frames": self.plan.frames if data is None else len(data),
             "samples": self.distiller.seen,
             "wall_time_s": time.perf_counter() - start,
+            "collect_s": self.collect_s,
             "last_loss": last,
-            "dagger_rounds": plan.rounds,
+            "dagger_rounds": self.plan.rounds,
             "stopped_by_deadline": bool(deadline and time.perf_counter() > deadline),
             "resumed": self.position != Position(),
         }
 
+    def _phases(self, progress, start: float, deadline: float | None, writer):
+        """The phases from the current position; returns the last data and the last losses."""
+        plan, pos = self.plan, self.position
+        if pos.phase == DONE:
+            return None, {}
+        last: dict = {}
+        data = self._timed(self.source.offline, plan.n_offline, progress)
+        for r in range(plan.rounds):
+            if r < pos.phase - 1:  # a finished round: collect its frames again
+                data = data.concat(self._collect_round(r, progress))
+        for phase in range(pos.phase, plan.rounds + 1):
+            if phase > 0:
+                if phase > pos.phase:  # a new round: keep the weights it starts from
+                    self.round_starts.append(_clone(self.distiller.adapter.state_dict()))
+                    self.save(Position(phase, 0, 0, time.perf_counter() - start))
+                data = data.concat(self._collect_round(phase - 1, progress))
+            first = (pos.epoch, pos.batch) if phase == pos.phase else (0, 0)
+            last = self._train_phase(phase, data, first, start, deadline, writer)
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        self.save(Position(DONE, 0, 0, time.perf_counter() - start))
+        return data, last
+
     def _collect_round(self, r: int, progress: Callable[[int], None]) -> PairedData:
         """DAgger round ``r``'s frames, collected with the adapter weights the round started from."""
-        cfg, distiller = self.cfg, self.distiller
+        distiller = self.distiller
         current = _clone(distiller.adapter.state_dict())
         distiller.adapter.load_state_dict(self.round_starts[r])
-        beta = cfg.dagger_beta * 0.5**r
-        gen = np.random.default_rng([cfg.seed, r + 1])
-        actor = mixed_actor(distiller.teacher_act, distiller.student_act, beta, gen)
-        data = collect(
-            self.batch,
-            self.plan.n_dagger // self.plan.rounds,
-            actor,
-            seeds.stream(cfg.seed, "dagger", cfg.num_envs, r),
-            progress,
-        )
+        data = self._timed(self.source.dagger, r, self.plan.n_dagger // self.plan.rounds, progress)
         distiller.adapter.load_state_dict(current)
+        return data
+
+    def _timed(self, collect_fn: Callable[..., PairedData], *args) -> PairedData:
+        """``collect_fn(*args)``, its wall time added to ``collect_s`` (this process's share)."""
+        t = time.perf_counter()
+        data = collect_fn(*args)
+        self.collect_s += time.perf_counter() - t
         return data
 
     def _train_phase(self, phase, data, first, start, deadline, writer) -> dict:

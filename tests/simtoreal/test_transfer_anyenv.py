@@ -17,13 +17,16 @@ from simtoreal.agents.factory import load_teacher
 from simtoreal.envs.state_fns import EnvMaker
 from simtoreal.errors import ConfigError, SimToRealError
 from simtoreal.train.gym import GymTrainConfig, train
+from simtoreal.transfer.__main__ import main as transfer_main
 from simtoreal.transfer.adapter_io import load_adapter
 from simtoreal.transfer.augment import appearance
 from simtoreal.transfer.config import TransferConfig
+from simtoreal.transfer.distill import Distiller
 from simtoreal.transfer.frame_domains import FRAME_DOMAINS, apply_frame_domain
 from simtoreal.transfer.gym_data import PairedEnvMaker, collect_vector, random_actions, vector_env
 from simtoreal.transfer.heads import teacher_head
 from simtoreal.transfer.pipeline import load_student, run_transfer
+from simtoreal.transfer.training import CHECKPOINT_FILE
 
 TINY = {  # a transfer that runs in seconds: small data, few evaluation episodes
     "frames": 3_000,
@@ -207,6 +210,49 @@ def test_dqn_student_agrees_with_greedy_teacher(tmp_path, teachers):
     agreement, majority = pairs["action_agreement"], pairs["teacher_majority_share"]
     # above chance: more than always taking the teacher's commonest action (unless it always does)
     assert agreement > 0.7 and (agreement > majority + 0.05 or majority > 0.95), pairs
+
+
+def test_killed_third_party_transfer_resumes_to_the_same_adapter(tmp_path, teachers, monkeypatch):
+    """A DQN transfer (its Q spread is checkpointed state) interrupted in its first DAgger round,
+    then resumed: the same adapter as an uninterrupted run, the pairs collected again in
+    subprocesses from their seeds and the round's starting weights."""
+    kwargs = {
+        "frames": 1_200,
+        "epochs": 2,
+        "dagger_share": 0.5,
+        "dagger_rounds": 2,
+        "num_envs": 2,
+        "eval_episodes": 2,
+        "checkpoint_seconds": 1e-9,
+    }
+    _transfer(tmp_path / "whole", teachers["dqn"], **kwargs)
+    real_fit, calls = Distiller.fit, {"n": 0}
+
+    def interrupted_fit(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first DAgger round: stop after its second batch
+            hook = kw["on_position"]
+
+            def stop(epoch, batch):
+                hook(epoch, batch)
+                if batch == 2:
+                    raise KeyboardInterrupt
+
+            kw["on_position"] = stop
+        return real_fit(self, *args, **kw)
+
+    monkeypatch.setattr(Distiller, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        _transfer(tmp_path / "cut", teachers["dqn"], **kwargs)
+    monkeypatch.undo()
+    cut = tmp_path / "cut" / "t"
+    assert (cut / CHECKPOINT_FILE).is_file() and not (cut / "summary.json").exists()
+    assert transfer_main(["--resume", str(cut)]) == 0
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["train"]["resumed"] and summary["train"]["frames"] == 1_200
+    whole = load_adapter(tmp_path / "whole" / "t" / "adapter").state_dict()
+    for name, value in load_adapter(cut / "adapter").state_dict().items():
+        torch.testing.assert_close(value, whole[name], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3", "ppo_box"])
