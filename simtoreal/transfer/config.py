@@ -12,6 +12,8 @@ from simtoreal.seeds import check_run_seed, stream
 from simtoreal.transfer.augment import check_augmentations
 
 LOSSES = ("latent", "action", "both")
+#: "auto" (the teacher kind's default) and every action loss of some kind (transfer/heads.py).
+ACTION_LOSSES = ("auto", "kl", "mse", "softmax")
 BASELINE_EXTRACTORS = ("adapter", "nature_cnn")
 _POSITIVE_INTS = (
     "frames", "num_envs", "frame_stack", "epochs", "dagger_epochs", "batch_size",
@@ -72,6 +74,11 @@ class TransferConfig:
     """Weight of the latent loss in 'both'."""
     action_weight: float = 1.0
     """Weight of the action loss in 'both'."""
+    action_loss: str = "auto"
+    """How the action loss compares the student's head output with the teacher's: 'auto' is the
+    teacher kind's default (KL for PPO/A2C, MSE of the greedy actions for SAC and TD3, MSE of the
+    Q-values for DQN); 'kl' for SAC is the KL between the pre-tanh Gaussians, 'softmax' for DQN
+    the KL between softmaxes of the Q-values. docs/transfer.md has the measurements."""
     epochs: int = 2
     """Passes over the offline data."""
     dagger_epochs: int = 1
@@ -177,6 +184,10 @@ class TransferConfig:
         check_augmentations(self.augment)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: use one of {', '.join(LOSSES)}.")
+        if self.action_loss not in ACTION_LOSSES:
+            raise ConfigError(
+                f"action_loss={self.action_loss!r}: use one of {', '.join(ACTION_LOSSES)}."
+            )
         if self.frames < self.batch_size:
             raise ConfigError(
                 f"frames={self.frames} is fewer than one batch ({self.batch_size}): give a larger "

@@ -42,6 +42,8 @@ class Distiller:
         loss: ``"latent"``, ``"action"`` or ``"both"``.
         latent_weight, action_weight: Weights of the two terms in ``"both"``.
         state_weight: Weight of the state loss of a state-estimating adapter (always on).
+        action_loss: The teacher kind's action loss (:mod:`simtoreal.transfer.heads`; ``"auto"``
+            is the kind's default).
         augment: Names of frame augmentations applied to every training batch
             (:mod:`simtoreal.transfer.augment`), drawn from a generator seeded by ``seed``.
     """
@@ -57,8 +59,10 @@ class Distiller:
         augment: Sequence[str] = (),
         seed: int = 0,
         state_weight: float = 1.0,
+        action_loss: str = "auto",
     ) -> None:
-        self.kind: TeacherHead = teacher_head(teacher)  # refuses a teacher it cannot label for
+        # refuses a teacher it cannot label for, or an action loss its kind does not have
+        self.kind: TeacherHead = teacher_head(teacher).use_loss(action_loss)
         self.device = torch.device(device)
         self.encoder = teacher.policy.features_extractor
         self.encoder, self.head = self.kind.encoder, self.kind.head

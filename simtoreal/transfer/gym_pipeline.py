@@ -139,6 +139,7 @@ def transfer_gym(cfg: TransferConfig, *, resume: bool = False) -> dict:
     if not resume:
         cfg = with_transfer_preset(cfg, tcfg.env_id)
     check_gym_config(cfg)
+    teacher_head(teacher).use_loss(cfg.action_loss)  # one the teacher's kind has
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
     if resume:
         run_dir = prepare_run_dir(cfg.run_dir, resume=True)
@@ -171,6 +172,7 @@ def _run(
         device,
         augment=("appearance", *cfg.augment),
         seed=cfg.seed,
+        action_loss=cfg.action_loss,
     )
     trainer = Trainer(distiller, GymSource(distiller, tcfg, cfg), cfg, run_dir)
     if resume:
@@ -188,6 +190,7 @@ def _run(
         "env_id": tcfg.env_id,
         "teacher_algo": tcfg.algo,
         "teacher_kind": kind.kind,
+        "action_loss": distiller.kind.loss,
         "student_class": type(student).__name__,
         "target": cfg.target,
         "signals": {

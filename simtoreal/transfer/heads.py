@@ -4,14 +4,20 @@ and how that output becomes an action.
 One small strategy per kind of SB3 teacher, so that the distiller stays one recipe:
 
 ============================  ===================================  ================================
-teacher                       head output (labels)                 action loss
+teacher                       head output (labels)                 action loss (default first)
 ============================  ===================================  ================================
-PPO / A2C, Discrete actions   logits of the categorical policy     KL(teacher || student)
-PPO / A2C, Box actions        mean of the diagonal Gaussian        KL between the Gaussians
-SAC                           pre-tanh mean and log-std            MSE on the squashed mean action
-TD3                           the deterministic action in [-1, 1]  MSE on the action
-DQN                           Q-values                             MSE on Q in units of its spread
+PPO / A2C, Discrete actions   logits of the categorical policy     ``kl``: KL(teacher || student)
+PPO / A2C, Box actions        mean of the diagonal Gaussian        ``kl``: between the Gaussians
+SAC                           pre-tanh mean and log-std            ``mse`` of the squashed mean
+                                                                   action; ``kl`` between the
+                                                                   pre-tanh Gaussians
+TD3                           the deterministic action in [-1, 1]  ``mse`` on the action
+DQN                           Q-values                             ``mse`` on Q in units of its
+                                                                   spread; ``softmax``: KL of
+                                                                   softmax(Q / temperature)
 ============================  ===================================  ================================
+
+``--action-loss`` picks among a kind's losses (``auto``: the first).
 
 The PPO / A2C Gaussian's log-std is one state-independent parameter, frozen with the head, so the
 KL between the teacher's and the student's Gaussians is the squared mean error weighted by
@@ -36,7 +42,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from simtoreal.agents.surgery import PolicyHead
-from simtoreal.errors import IncompatibleError
+from simtoreal.errors import ConfigError, IncompatibleError
 
 #: SAC's clamp of the actor's log-std (stable_baselines3.sac.policies).
 LOG_STD_MIN, LOG_STD_MAX = -20, 2
@@ -44,12 +50,29 @@ LOG_STD_MIN, LOG_STD_MAX = -20, 2
 
 class TeacherHead:
     """A teacher kind: the frozen ``encoder`` and ``head`` of a teacher, its action loss and its
-    actions. Subclasses set ``kind`` and implement the three methods."""
+    actions. Subclasses set ``kind`` and ``losses`` (the names of their action losses, the
+    default first; ``action_loss`` dispatches to the method ``_<name>``) and implement ``act``."""
 
     kind = ""
+    losses: tuple[str, ...] = ()
 
     def __init__(self, encoder: nn.Module, head: nn.Module, action_space: gym.Space) -> None:
         self.encoder, self.head, self.action_space = encoder, head, action_space
+        self.loss = self.losses[0]
+
+    def use_loss(self, name: str) -> TeacherHead:
+        """Train with the action loss ``name`` (``"auto"``: the kind's default); returns self.
+
+        Raises:
+            ConfigError: A loss this kind does not have.
+        """
+        if name != "auto" and name not in self.losses:
+            raise ConfigError(
+                f"action_loss={name!r} does not apply to a {self.kind} teacher: use auto or "
+                f"{' or '.join(self.losses)}."
+            )
+        self.loss = self.losses[0] if name == "auto" else name
+        return self
 
     @property
     def discrete(self) -> bool:
@@ -57,7 +80,7 @@ class TeacherHead:
 
     def action_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """The loss of the student's head output against the teacher's. Shapes: (B, out)."""
-        raise NotImplementedError
+        return getattr(self, f"_{self.loss}")(student, teacher)
 
     def act(self, out: torch.Tensor) -> np.ndarray:
         """Greedy actions of head outputs. Shape: (B,) for Discrete, (B, *action_shape) for Box,
@@ -89,8 +112,9 @@ class Categorical(TeacherHead):
     from the teacher's."""
 
     kind = "categorical"
+    losses = ("kl",)
 
-    def action_loss(self, student, teacher):
+    def _kl(self, student, teacher):
         student_logp, teacher_logp = F.log_softmax(student, 1), F.log_softmax(teacher, 1)
         return F.kl_div(student_logp, teacher_logp, log_target=True, reduction="batchmean")
 
@@ -103,12 +127,13 @@ class Gaussian(TeacherHead):
     state-independent parameter, the same (frozen) for teacher and student."""
 
     kind = "gaussian"
+    losses = ("kl",)
 
     def __init__(self, encoder, head, action_space, log_std: torch.Tensor) -> None:
         super().__init__(encoder, head, action_space)
         self.log_std = log_std
 
-    def action_loss(self, student, teacher):
+    def _kl(self, student, teacher):
         inv_var = torch.exp(-2 * self.log_std.detach())
         return (0.5 * (student - teacher) ** 2 * inv_var).sum(1).mean()
 
@@ -124,10 +149,20 @@ class SquashedGaussian(TeacherHead):
     chases the log-std, which the student never acts on)."""
 
     kind = "squashed_gaussian"
+    losses = ("mse", "kl")
 
-    def action_loss(self, student, teacher):
+    def _mse(self, student, teacher):
         a = self.action_space.shape[0]
         return F.mse_loss(torch.tanh(student[:, :a]), torch.tanh(teacher[:, :a]))
+
+    def _kl(self, student, teacher):
+        """KL(teacher || student) of the pre-tanh diagonal Gaussians (tanh is a bijection, so it
+        is the KL of the squashed policies), summed over action dimensions."""
+        a = self.action_space.shape[0]
+        mu_s, log_s, mu_t, log_t = student[:, :a], student[:, a:], teacher[:, :a], teacher[:, a:]
+        var_ratio = torch.exp(2 * (log_t - log_s))
+        kl = log_s - log_t + 0.5 * (var_ratio + (mu_t - mu_s) ** 2 * torch.exp(-2 * log_s) - 1)
+        return kl.sum(1).mean()
 
     def act(self, out):
         a = self.action_space.shape[0]
@@ -138,8 +173,9 @@ class Deterministic(TeacherHead):
     """TD3's actor: the head gives the action in [-1, 1]; MSE on it."""
 
     kind = "deterministic"
+    losses = ("mse",)
 
-    def action_loss(self, student, teacher):
+    def _mse(self, student, teacher):
         return F.mse_loss(student, teacher)
 
     def act(self, out):
@@ -147,26 +183,39 @@ class Deterministic(TeacherHead):
 
 
 class QValues(TeacherHead):
-    """DQN: the head gives Q-values; MSE in units of their spread over the training states (the
-    loss reads the same whatever the reward scale), and the greedy action is the argmax."""
+    """DQN: the head gives Q-values and the greedy action is the argmax. ``mse``: MSE in units of
+    the Q spread over the training states (the loss reads the same whatever the reward scale).
+    ``softmax``: KL(teacher || student) of softmax(Q / temperature), the temperature being the
+    mean gap between the teacher's best and second-best Q over the training states, so that a
+    typical state's greedy action is e times as likely as the runner-up: the student matches
+    the ranking of the actions, not the values."""
 
     kind = "q_values"
+    losses = ("mse", "softmax")
 
     def __init__(self, encoder, head, action_space) -> None:
         super().__init__(encoder, head, action_space)
-        self.scale = torch.ones(())
+        self.scale, self.temperature = torch.ones(()), torch.ones(())
 
     def prepare(self, teacher_out):
         self.scale = teacher_out.std().clamp_min(1e-6)
+        top2 = teacher_out.topk(2, dim=1).values
+        self.temperature = (top2[:, 0] - top2[:, 1]).mean().clamp_min(1e-6)
 
     def state(self):
-        return {"scale": self.scale}
+        return {"scale": self.scale, "temperature": self.temperature}
 
     def load_state(self, state):
         self.scale = state.get("scale", self.scale)
+        self.temperature = state.get("temperature", self.temperature)
 
-    def action_loss(self, student, teacher):
+    def _mse(self, student, teacher):
         return (((student - teacher) / self.scale) ** 2).mean()
+
+    def _softmax(self, student, teacher):
+        t = self.temperature
+        student_logp, teacher_logp = F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1)
+        return F.kl_div(student_logp, teacher_logp, log_target=True, reduction="batchmean")
 
     def act(self, out):
         return out.argmax(1).cpu().numpy()

@@ -24,7 +24,7 @@ from simtoreal.envs.batched import ViewConfig
 from simtoreal.envs.gym_envs import split_kwargs
 from simtoreal.envs.registration import NAMESPACE
 from simtoreal.envs.sb3 import GridWorldVecEnv
-from simtoreal.errors import IncompatibleError, RunDirError
+from simtoreal.errors import ConfigError, IncompatibleError, RunDirError
 from simtoreal.runs import (
     atomic_save_model,
     atomic_write_json,
@@ -40,6 +40,7 @@ from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, check_teacher
 from simtoreal.transfer.gym_pipeline import is_gym_teacher, transfer_gym
+from simtoreal.transfer.heads import Categorical
 from simtoreal.transfer.training import GridSource, Trainer
 
 SUMMARY_FILE = "summary.json"
@@ -54,6 +55,11 @@ def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
     """
     if cfg.teacher and is_gym_teacher(load_config(cfg.teacher)):
         return transfer_gym(cfg, resume=resume)  # a third-party env's teacher (train ENV_ID)
+    if cfg.action_loss not in Categorical.losses + ("auto",):
+        raise ConfigError(
+            f"action_loss={cfg.action_loss!r}: the grid world's teachers are PPO / A2C on discrete "
+            f"actions, whose action loss is {' or '.join(Categorical.losses)} (or auto)."
+        )
     device = resolve_device(cfg.device)
     checked = load_checked_teacher(cfg.teacher) if cfg.teacher else None
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
@@ -100,6 +106,7 @@ def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> d
         device,
         augment=cfg.augment,
         seed=cfg.seed,
+        action_loss=cfg.action_loss,
     )
     trainer = Trainer(distiller, GridSource(distiller, world, cfg), cfg, run_dir)
     if resume:

@@ -157,6 +157,47 @@ def test_evaluation_in_subprocesses_matches_in_process():
     assert here == there
 
 
+def test_alternative_action_losses_vanish_only_at_the_teacher(teachers):
+    """SAC's pre-tanh KL and DQN's softmax KL: zero when the student's output is the teacher's,
+    positive otherwise; the softmax ignores a constant shift of the Q-values (it matches their
+    ranking, not their values), the MSE does not."""
+    g = torch.Generator().manual_seed(0)
+    sac = teacher_head(load_teacher(teachers["sac"])[0]).use_loss("kl")
+    out = torch.randn(16, 2, generator=g)  # Pendulum: pre-tanh mean and log-std
+    assert sac.action_loss(out, out).abs() < 1e-6
+    assert sac.action_loss(out + 0.3, out) > 0.01
+    same_std = out.clone()
+    same_std[:, 0] += 0.5  # the means differ by 0.5, the log-stds agree: KL = 0.5^2 / (2 sigma^2)
+    expected = (0.25 / (2 * torch.exp(2 * out[:, 1]))).mean()
+    torch.testing.assert_close(sac.action_loss(same_std, out), expected)
+
+    dqn = teacher_head(load_teacher(teachers["dqn"])[0])
+    q = torch.randn(64, 2, generator=g)
+    dqn.prepare(q)
+
+    def mse(student, teacher):
+        return dqn.use_loss("mse").action_loss(student, teacher)
+
+    def softmax(student, teacher):
+        return dqn.use_loss("softmax").action_loss(student, teacher)
+
+    assert softmax(q, q).abs() < 1e-6 and softmax(q + 5.0, q).abs() < 1e-5
+    assert mse(q + 5.0, q) > 1.0 and softmax(q.flip(1), q) > 0.01
+    assert dqn.state()["temperature"] > 0
+
+
+def test_action_loss_reaches_the_summary_and_a_wrong_one_is_refused(tmp_path, teachers):
+    summary = _transfer(tmp_path, teachers["dqn"], frames=600, epochs=1, action_loss="softmax")
+    assert summary["action_loss"] == "softmax" and summary["teacher_kind"] == "q_values"
+    assert summary["train"]["last_loss"]["action_kl"] >= 0
+    _refused(
+        tmp_path, teachers["sac"], "does not apply to a squashed_gaussian", action_loss="softmax"
+    )
+    _refused(tmp_path, teachers["ppo"], "auto or kl", action_loss="mse")
+    with pytest.raises(ConfigError, match="action_loss='huber'"):
+        TransferConfig(action_loss="huber")
+
+
 # -- end to end --------------------------------------------------------------------------------
 
 

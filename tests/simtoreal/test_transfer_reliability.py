@@ -384,6 +384,7 @@ TESTED_ELSEWHERE = {
     "min_teacher_success": "test_weak_teacher_is_flagged_in_summary_and_report",
     "robustness_severity": "test_robustness_check_reports_every_shift_and_an_honest_score",
     "pool": "test_robust_transfer.py::test_pool_reaches_the_latent_adapter",
+    "action_loss": "test_transfer_anyenv.py::test_action_loss_reaches_the_summary_and_a_wrong_one_is_refused",
     "fresh_appearance": "test_robust_transfer.py::test_fresh_appearance_redraws_every_epoch_and_only_that",
 }
 
