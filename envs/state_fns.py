@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,15 +220,37 @@ def _flattenable(space: spaces.Space) -> bool:
         return False
 
 
+class ObservationNoise(gym.ObservationWrapper):
+    """Adds Gaussian noise of standard deviation ``std`` (one value, or one per entry) to every
+    state, drawn from the env's own seeded generator: a teacher trained on it does not rely on
+    a precision that a camera's state estimate lacks (domain randomisation of the state)."""
+
+    def __init__(self, env: gym.Env, std: Sequence[float]) -> None:
+        super().__init__(env)
+        size = env.observation_space.shape[0]
+        if len(std) not in (1, size) or any(not (v >= 0) for v in std):
+            raise ConfigError(
+                f"obs_noise={tuple(std)}: give one standard deviation >= 0, or one per state "
+                f"entry ({size} for {env.spec.id if env.spec else env})."
+            )
+        self.std = np.broadcast_to(np.asarray(std, np.float32), (size,))
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        noise = self.np_random.normal(size=observation.shape).astype(np.float32)
+        return (observation + self.std * noise).astype(np.float32)
+
+
 def make_state_env(
     env_id: str,
     env_kwargs: dict | None = None,
     state_fn: str | None = None,
     frame_stack: int = 1,
     render_mode: str | None = None,
+    obs_noise: Sequence[float] = (),
 ) -> gym.Env:
     """The env a teacher sees: ``env_id``'s observation turned into a float32 state vector
-    (:func:`state_fn_for`), the last ``frame_stack`` vectors concatenated, oldest first.
+    (:func:`state_fn_for`), with Gaussian noise of std ``obs_noise`` when given
+    (:class:`ObservationNoise`), the last ``frame_stack`` vectors concatenated, oldest first.
     Shape of an observation: (frame_stack * state_dim,)."""
     if isinstance(frame_stack, bool) or not isinstance(frame_stack, int) or frame_stack < 1:
         raise ConfigError(f"frame_stack={frame_stack!r}: use 1 (the state alone) or more.")
@@ -236,6 +258,8 @@ def make_state_env(
     found = state_fn_for(env, state_fn)
     if found is not None:
         env = StateObservation(env, *found)
+    if obs_noise:
+        env = ObservationNoise(env, obs_noise)
     if frame_stack > 1:
         env = FlattenObservation(FrameStackObservation(env, frame_stack))
     return env
@@ -250,8 +274,14 @@ class EnvMaker:
     state_fn: str | None = None
     frame_stack: int = 1
     render_mode: str | None = None
+    obs_noise: tuple[float, ...] = ()
 
     def __call__(self) -> gym.Env:
         return make_state_env(
-            self.env_id, self.env_kwargs, self.state_fn, self.frame_stack, self.render_mode
+            self.env_id,
+            self.env_kwargs,
+            self.state_fn,
+            self.frame_stack,
+            self.render_mode,
+            self.obs_noise,
         )

@@ -114,6 +114,10 @@ class GymTrainConfig(TeacherConfig):
     state function of simtoreal/envs/state_fns.py: minigrid_full or minigrid_pose."""
     frame_stack: int = 1
     """Consecutive states the teacher sees, concatenated oldest first (1: the state alone)."""
+    obs_noise: tuple[float, ...] = ()
+    """Standard deviation of Gaussian noise added to the state in training envs (one value, or
+    one per state entry; empty: none). A teacher trained on it does not rely on a precision a
+    camera cannot give; evaluations and transfer's paired states stay noise-free."""
     success: str = "auto"
     """Success rule of evaluations: auto (positive_reward for MiniGrid, else is_success),
     is_success (the env's info), positive_reward (terminated with reward > 0) or none."""
@@ -137,7 +141,8 @@ class GymTrainConfig(TeacherConfig):
             raise ConfigError(f"unknown success rule {self.success!r}: use one of {rules}.")
         if self.vec_env not in VEC_ENVS:
             raise ConfigError(f"vec_env={self.vec_env!r}: use one of {', '.join(VEC_ENVS)}.")
-        env = self.env_maker()()  # an unknown id, a bad kwarg, an unreadable observation, ...
+        # an unknown id, a bad kwarg, an unreadable observation, a noise of the wrong size, ...
+        env = self.env_maker(noisy=True)()
         self.observation_space, self.action_space = env.observation_space, env.action_space
         env.close()
         super().__post_init__()
@@ -146,10 +151,16 @@ class GymTrainConfig(TeacherConfig):
         except IncompatibleError as err:
             raise ConfigError(f"{self.env_id}: {err}") from None
 
-    def env_maker(self, render_mode: str | None = None) -> EnvMaker:
-        """A picklable factory of the env the teacher sees (``render_mode`` for frames)."""
+    def env_maker(self, render_mode: str | None = None, noisy: bool = False) -> EnvMaker:
+        """A picklable factory of the env the teacher sees (``render_mode`` for frames;
+        ``noisy``: with the training envs' ``obs_noise``)."""
         return EnvMaker(
-            self.env_id, dict(self.env_kwargs), self.state_fn, self.frame_stack, render_mode
+            self.env_id,
+            dict(self.env_kwargs),
+            self.state_fn,
+            self.frame_stack,
+            render_mode,
+            tuple(self.obs_noise) if noisy else (),
         )
 
     @property
@@ -187,7 +198,7 @@ class GymTask(TeacherTask):
 
     def build_env(self) -> VecMonitor:
         config = self.config
-        makers = [config.env_maker()] * config.n_envs
+        makers = [config.env_maker(noisy=True)] * config.n_envs
         if config.vec_env == "subproc":
             return VecMonitor(SubprocVecEnv(makers, start_method="forkserver"))
         return VecMonitor(DummyVecEnv(makers))
@@ -231,6 +242,7 @@ class GymTask(TeacherTask):
             "env_kwargs": config.env_kwargs,
             "state_fn": config.state_fn,
             "frame_stack": config.frame_stack,
+            "obs_noise": list(config.obs_noise),
             "success_rule": config.success_rule,
             "observation_space": str(config.observation_space),
             "action_space": str(config.action_space),

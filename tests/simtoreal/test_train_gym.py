@@ -15,7 +15,14 @@ from simtoreal.agents.factory import DQNConfig, SACConfig, TD3Config, load_teach
 from simtoreal.envs.state_fns import STATE_FNS, EnvMaker, make_state_env
 from simtoreal.errors import ConfigError
 from simtoreal.train import main
-from simtoreal.train.gym import GymPPOConfig, GymTrainConfig, load_config_of, resume, train
+from simtoreal.train.gym import (
+    GymPPOConfig,
+    GymTask,
+    GymTrainConfig,
+    load_config_of,
+    resume,
+    train,
+)
 from simtoreal.train.presets import PRESETS
 
 DOORKEY = "MiniGrid-DoorKey-5x5-v0"
@@ -210,6 +217,8 @@ def test_the_preset_fills_in_and_a_flag_wins(monkeypatch):
         ({"algo": "trpo"}, "ppo, a2c, dqn, sac, td3"),
         ({"n_envs": 0}, "n_envs=0: use a positive integer"),
         ({"frame_stack": 0}, "frame_stack=0"),
+        ({"obs_noise": (0.1, 0.2)}, "one per state entry \\(4 for CartPole-v1\\)"),
+        ({"obs_noise": (-0.1,)}, "std|deviation >= 0"),
         ({"total_steps": -5}, "positive integer"),
         ({"success": "goal"}, "auto, is_success"),
         ({"vec_env": "ray"}, "dummy, subproc"),
@@ -282,6 +291,21 @@ def test_frame_stack_concatenates_states():
     assert obs.shape == (12,) and np.array_equal(obs[:4], obs[8:])
     obs = env.step(0)[0]
     assert not np.array_equal(obs[4:8], obs[8:])
+
+
+def test_obs_noise_reaches_training_envs_only(tmp_path):
+    """The noise is in the training envs (per entry, seeded by the env), not in the env that
+    evaluations and transfer's paired states use."""
+    config = _config(tmp_path / "run", obs_noise=(0.0, 0.0, 0.0, 0.5))
+    clean, noisy = config.env_maker()(), config.env_maker(noisy=True)()
+    (a, _), (b, _), (c, _) = clean.reset(seed=3), noisy.reset(seed=3), noisy.reset(seed=3)
+    assert np.array_equal(a[:3], b[:3]) and abs(b[3] - a[3]) > 1e-4
+    assert np.array_equal(b, c)  # seeded: the same noise again
+    noise = np.array([noisy.reset(seed=i)[0][3] - clean.reset(seed=i)[0][3] for i in range(300)])
+    assert 0.4 < noise.std() < 0.6
+    envs = GymTask(config).build_env()
+    assert envs.get_attr("std")[0][3] == pytest.approx(0.5)
+    envs.close()
 
 
 def test_evaluate_env_success_rules():
