@@ -141,27 +141,37 @@ def one_transfer(env_id: str, seed: int, teacher: Path, root: Path, args) -> dic
 
 
 class _Snapshot(BaseCallback):
-    """Keeps a copy of the policy's weights once ``seconds`` of training have passed, and stops
-    training after ``limit`` seconds."""
+    """Keeps a copy of the policy's weights when ``frames`` env steps are done and when
+    ``seconds`` of training have passed, whichever comes first being kept too; stops when both
+    are taken or after ``limit`` seconds."""
 
-    def __init__(self, seconds: float, limit: float) -> None:
+    def __init__(self, frames: int, seconds: float, limit: float) -> None:
         super().__init__()
-        self.seconds, self.limit, self.start, self.at = seconds, limit, time.perf_counter(), None
-        self.state: dict | None = None
+        self.frames, self.seconds, self.limit = frames, seconds, limit
+        self.start = time.perf_counter()
+        self.at_frames: dict | None = None  # weights after ``frames`` steps
+        self.at_time: dict | None = None  # weights after ``seconds``
+        self.time_frames: int | None = None  # the steps done when ``seconds`` had passed
+
+    def _copy(self) -> dict:
+        return {k: v.clone() for k, v in self.model.policy.state_dict().items()}
 
     def _on_step(self) -> bool:
         elapsed = time.perf_counter() - self.start
-        if self.state is None and elapsed >= self.seconds:
-            self.state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
-            self.at = self.num_timesteps
-        return elapsed < self.limit
+        if self.at_frames is None and self.num_timesteps >= self.frames:
+            self.at_frames = self._copy()
+        if self.at_time is None and elapsed >= self.seconds:
+            self.at_time, self.time_frames = self._copy(), self.num_timesteps
+        done = self.at_frames is not None and self.at_time is not None
+        return not done and elapsed < self.limit
 
 
 def pixel_ppo(env_id: str, teacher: Path, frames: int, seconds: float, run: dict, args) -> dict:
-    """PPO (SB3 CnnPolicy defaults) trained from scratch on the student's frames, in the
-    ``randomized`` domain the student trained on, for ``frames`` env steps; evaluated in
-    ``real`` at the end (same frames) and as it was after ``seconds`` (same wall time). Training
-    stops after ``--baseline-max-multiple`` x ``seconds``; ``frames_reached`` says where."""
+    """PPO (SB3 CnnPolicy defaults) trained from scratch in the ``randomized`` domain the student
+    trained on, until it has both the student's ``frames`` (same frames) and the student's
+    ``seconds`` of wall time (same wall time), each evaluated in ``real``. Training stops after
+    ``--baseline-max-multiple`` x ``seconds``: a budget not reached by then is evaluated as it
+    was at the stop, and ``frames_reached`` / ``same_time_frames`` say where that was."""
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     tcfg = load_config_of(teacher)
@@ -169,31 +179,30 @@ def pixel_ppo(env_id: str, teacher: Path, frames: int, seconds: float, run: dict
     maker = PairedEnvMaker(tcfg.env_maker(), "randomized", stack, image_only=True)
     envs = SubprocVecEnv([maker] * 4, start_method="forkserver")
     model = PPO("CnnPolicy", envs, seed=0, device="cpu", verbose=0)
-    snap = _Snapshot(seconds, args.baseline_max_multiple * seconds)
+    snap = _Snapshot(frames, seconds, args.baseline_max_multiple * seconds)
     start = time.perf_counter()
-    model.learn(frames, callback=snap)
+    model.learn(10**9, callback=snap)  # stopped by the callback
     wall = time.perf_counter() - start
     envs.close()
     real = PairedEnvMaker(tcfg.env_maker(), "real", stack, image_only=True)
+    final = {k: v.clone() for k, v in model.policy.state_dict().items()}
 
-    def score() -> dict:
+    def score(weights: dict | None) -> dict:
+        model.policy.load_state_dict(final if weights is None else weights)
         act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
         return evaluate_env(
             act, real, args.eval_episodes, EVAL_SEED, tcfg.success_rule, 8, True
         ).to_dict()
 
-    same_frames = score()
-    same_time = same_frames
-    if snap.state is not None:
-        model.policy.load_state_dict(snap.state)
-        same_time = score()
+    same_frames, same_time = score(snap.at_frames), score(snap.at_time)
     return {
         "frames": frames,
-        "frames_reached": int(model.num_timesteps),
+        "frames_reached": min(int(model.num_timesteps), frames),
         "wall_time_s": wall,
+        "student_s": seconds,
         "same_frames": same_frames,
         "same_time": same_time,
-        "same_time_frames": snap.at if snap.at is not None else frames,
+        "same_time_frames": snap.time_frames or int(model.num_timesteps),
         "recovered_same_frames": recovered(same_frames, run["teacher"], run["random_policy"]),
         "recovered_same_time": recovered(same_time, run["teacher"], run["random_policy"]),
     }
@@ -274,14 +283,14 @@ def write_report(out: Path, record: dict) -> None:
             "",
             "PPO from pixels (SB3 `CnnPolicy` defaults, 4 subprocess envs, trained from scratch "
             "in the `randomized` domain, evaluated in `real`), one seed, against the seed-0 "
-            "student: at the end of training (the student's frame budget, unless the run was "
-            "stopped at --baseline-max-multiple times the student's wall time first: frames "
-            "reached in brackets), and as it was after the student's whole wall time "
-            "(collection + adapter training + evaluation):",
+            "student: after the student's frame budget (frames reached in brackets: fewer when "
+            "training was stopped at --baseline-max-multiple times the student's wall time "
+            "first), and after the student's whole wall time (collection + adapter training + "
+            "evaluation; the frames PPO had done by then in brackets):",
             "",
-            "| env | student recovered | PPO at the end (frames reached) | PPO same wall time "
-            "(frames then) | PPO wall s |",
-            "|---|---|---|---|---|",
+            "| env | student recovered | PPO same frames (frames reached) | PPO same wall time "
+            "(frames then) | student s | PPO wall s |",
+            "|---|---|---|---|---|---|",
         ]
         for env_id, b in record["baselines"].items():
             student = next(r for r in record["runs"] if r["env_id"] == env_id)
@@ -289,7 +298,8 @@ def write_report(out: Path, record: dict) -> None:
                 f"| {env_id} | {headline(student['recovered']):.3f} | "
                 f"{headline(b['recovered_same_frames']):.3f} {_score(b['same_frames'])} "
                 f"({b.get('frames_reached', b['frames']):,}) | "
-                f"{headline(b['recovered_same_time']):.3f} ({b['same_time_frames']:,}) | "
+                f"{headline(b['recovered_same_time']):.3f} {_score(b['same_time'])} "
+                f"({b['same_time_frames']:,}) | {b.get('student_s', float('nan')):.0f} | "
                 f"{b['wall_time_s']:.0f} |"
             )
     lines += [
