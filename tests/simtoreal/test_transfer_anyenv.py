@@ -187,8 +187,11 @@ def test_alternative_action_losses_vanish_only_at_the_teacher(teachers):
 
 
 def test_action_loss_reaches_the_summary_and_a_wrong_one_is_refused(tmp_path, teachers):
-    summary = _transfer(tmp_path, teachers["dqn"], frames=600, epochs=1, action_loss="softmax")
+    summary = _transfer(
+        tmp_path, teachers["dqn"], frames=600, epochs=1, action_loss="softmax", gif_episodes=1
+    )
     assert summary["action_loss"] == "softmax" and summary["teacher_kind"] == "q_values"
+    assert (tmp_path / "t" / "student.gif").stat().st_size > 1_000  # what the student saw
     assert summary["train"]["last_loss"]["action_kl"] >= 0
     _refused(
         tmp_path, teachers["sac"], "does not apply to a squashed_gaussian", action_loss="softmax"
@@ -367,6 +370,16 @@ def test_a_model_of_another_algorithm_than_its_config_is_refused(tmp_path, teach
     (teacher / "config.json").write_text(json.dumps({**config, "algo": "sac"}))
     (teacher / "best_model.zip").write_bytes((teachers["td3"] / "best_model.zip").read_bytes())
     _refused(tmp_path, teacher, "sac|SAC")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"severity": 0.25}, {"robustness_episodes": 50}, {"finetune_steps": 1_000},
+     {"baseline": True}, {"train_domain": "sim"}, {"min_teacher_success": 0.5}],
+)  # fmt: skip
+def test_grid_only_options_are_refused_not_ignored(tmp_path, teachers, overrides):
+    (name,) = overrides
+    _refused(tmp_path, teachers["dqn"], f"--{name.replace('_', '-')} is not available", **overrides)
 
 
 def test_a_frame_stack_of_zero_is_refused():
