@@ -76,9 +76,9 @@ class TransferConfig:
     """Weight of the action loss in 'both'."""
     action_loss: str = "auto"
     """How the action loss compares the student's head output with the teacher's: 'auto' is the
-    teacher kind's default (KL for PPO/A2C, MSE of the greedy actions for SAC and TD3, MSE of the
-    Q-values for DQN); 'kl' for SAC is the KL between the pre-tanh Gaussians, 'softmax' for DQN
-    the KL between softmaxes of the Q-values. docs/transfer.md has the measurements."""
+    teacher kind's default (KL for PPO/A2C, MSE of the greedy actions for SAC and TD3, the KL
+    between softmaxes of the Q-values for DQN); 'kl' for SAC is the KL between the pre-tanh
+    Gaussians, 'mse' for DQN the MSE of the Q-values. docs/transfer.md has the measurements."""
     epochs: int = 2
     """Passes over the offline data."""
     dagger_epochs: int = 1

@@ -12,9 +12,10 @@ SAC                           pre-tanh mean and log-std            ``mse`` of th
                                                                    action; ``kl`` between the
                                                                    pre-tanh Gaussians
 TD3                           the deterministic action in [-1, 1]  ``mse`` on the action
-DQN                           Q-values                             ``mse`` on Q in units of its
-                                                                   spread; ``softmax``: KL of
-                                                                   softmax(Q / temperature)
+DQN                           Q-values                             ``softmax``: KL of
+                                                                   softmax(Q / temperature);
+                                                                   ``mse`` on Q in units of its
+                                                                   spread
 ============================  ===================================  ================================
 
 ``--action-loss`` picks among a kind's losses (``auto``: the first).
@@ -183,15 +184,16 @@ class Deterministic(TeacherHead):
 
 
 class QValues(TeacherHead):
-    """DQN: the head gives Q-values and the greedy action is the argmax. ``mse``: MSE in units of
-    the Q spread over the training states (the loss reads the same whatever the reward scale).
-    ``softmax``: KL(teacher || student) of softmax(Q / temperature), the temperature being the
-    mean gap between the teacher's best and second-best Q over the training states, so that a
-    typical state's greedy action is e times as likely as the runner-up: the student matches
-    the ranking of the actions, not the values."""
+    """DQN: the head gives Q-values and the greedy action is the argmax. ``softmax`` (the default):
+    KL(teacher || student) of softmax(Q / temperature), the temperature being the mean gap
+    between the teacher's best and second-best Q over the training states, so that a typical
+    state's greedy action is e times as likely as the runner-up: the student matches the
+    ranking of the actions, not the values. ``mse``: MSE in units of the Q spread over the
+    training states. Chosen on the validation domain (Acrobot, 2 seeds at 20k frames: recovered
+    0.950 against 0.636; benchmarks/results/action_loss-Acrobot-v1.md)."""
 
     kind = "q_values"
-    losses = ("mse", "softmax")
+    losses = ("softmax", "mse")
 
     def __init__(self, encoder, head, action_space) -> None:
         super().__init__(encoder, head, action_space)
