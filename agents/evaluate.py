@@ -191,8 +191,11 @@ def evaluate_env(
             end = (float(reward[i]), bool(terminated[i]), infos[i])
             outcome[episode[i]] = rule(*end) if rule else None
             episode[i], next_episode = next_episode, next_episode + 1
-        if ended.any():  # idle envs are reset too, so that no ended episode is stepped on
-            obs = envs.reset(seed + episode, ended)
+        # a vector env steps its idle envs too: one whose idle episode ended is reset as well,
+        # so that no env is ever stepped past its end (some envs warn or raise there)
+        stale = ended | (~running & (terminated | truncated))
+        if stale.any():
+            obs = envs.reset(seed + episode, stale)
     envs.close()
     defined = all(o is not None for o in outcome)
     return summarize(np.array(outcome, dtype=bool) if defined else None, returns, lengths)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -306,6 +307,34 @@ def test_obs_noise_reaches_training_envs_only(tmp_path):
     envs = GymTask(config).build_env()
     assert envs.get_attr("std")[0][3] == pytest.approx(0.5)
     envs.close()
+
+
+class _NoStepAfterEnd(gym.Wrapper):
+    """Raises when stepped after its episode ended (as some envs do; CartPole only warns)."""
+
+    def reset(self, **kwargs):
+        self.ended = False
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        if self.ended:
+            raise RuntimeError("stepped after the episode ended")
+        out = self.env.step(action)
+        self.ended = out[2] or out[3]
+        return out
+
+
+def _strict_cartpole() -> gym.Env:
+    return _NoStepAfterEnd(gym.make("CartPole-v1"))
+
+
+def test_evaluation_in_subprocesses_never_steps_an_ended_env():
+    """Subprocess envs are stepped together, idle ones too: an idle env whose episode ends is
+    reset, never stepped past its end. Random CartPole episodes end at different times."""
+    gen = np.random.default_rng(0)
+    policy = lambda obs: gen.integers(0, 2, len(obs))  # noqa: E731
+    result = evaluate_env(policy, _strict_cartpole, 12, 0, "none", 8, True)
+    assert result.n_episodes == 12 and result.mean_return > 5
 
 
 def test_evaluate_env_success_rules():
