@@ -39,7 +39,6 @@ from simtoreal.runs import (
     atomic_write_json,
     default_run_dir,
     marks_failure,
-    prepare_run_dir,
     write_gif,
 )
 from simtoreal.seeds import EVAL_SEED, HELD_OUT_PAIRS_SEED, VAL_PAIRS_SEED, VAL_SEED
@@ -57,7 +56,7 @@ from simtoreal.transfer.gym_data import (
 )
 from simtoreal.transfer.heads import teacher_head
 from simtoreal.transfer.presets import with_transfer_preset
-from simtoreal.transfer.training import Trainer
+from simtoreal.transfer.training import Trainer, open_run_dir
 
 SUMMARY_FILE = "summary.json"
 HELD_OUT_PAIRS = 2048  # pairs behind the latent R^2 and action agreement of each domain
@@ -156,15 +155,7 @@ def transfer_gym(cfg: TransferConfig, *, resume: bool = False) -> dict:
     check_gym_config(cfg)
     teacher_head(teacher).use_loss(cfg.action_loss)  # one the teacher's kind has
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
-    if resume:
-        run_dir = prepare_run_dir(cfg.run_dir, resume=True)
-    else:
-        run_dir = prepare_run_dir(
-            cfg.run_dir,
-            overwrite=cfg.overwrite,
-            keep=(cfg.teacher,),
-            config={"kind": "transfer", **cfg.to_dict()},
-        )
+    run_dir = open_run_dir(cfg, resume)
     with marks_failure(run_dir):
         return _run(cfg, teacher, tcfg, run_dir, device, resume)
 

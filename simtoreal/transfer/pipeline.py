@@ -31,7 +31,6 @@ from simtoreal.runs import (
     default_run_dir,
     load_config,
     marks_failure,
-    prepare_run_dir,
     write_gif,
 )
 from simtoreal.seeds import EVAL_SEED, HELD_OUT_PAIRS_SEED, VAL_PAIRS_SEED, VAL_SEED
@@ -41,7 +40,7 @@ from simtoreal.transfer.data import collect, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, check_teacher
 from simtoreal.transfer.gym_pipeline import is_gym_teacher, transfer_gym
 from simtoreal.transfer.heads import Categorical
-from simtoreal.transfer.training import GridSource, Trainer
+from simtoreal.transfer.training import GridSource, Trainer, open_run_dir
 
 SUMMARY_FILE = "summary.json"
 
@@ -63,15 +62,7 @@ def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
     device = resolve_device(cfg.device)
     checked = load_checked_teacher(cfg.teacher) if cfg.teacher else None
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
-    if resume:
-        run_dir = prepare_run_dir(cfg.run_dir, resume=True)
-    else:
-        run_dir = prepare_run_dir(
-            cfg.run_dir,
-            overwrite=cfg.overwrite,
-            keep=(cfg.teacher,) if cfg.teacher else (),
-            config={"kind": "transfer", **cfg.to_dict()},
-        )
+    run_dir = open_run_dir(cfg, resume)
     with marks_failure(run_dir):
         return _run(cfg, run_dir, device, checked, resume)
 

@@ -29,7 +29,12 @@ from tqdm.auto import tqdm
 
 from simtoreal import seeds
 from simtoreal.errors import CheckpointError
-from simtoreal.runs import append_jsonl, atomic_write_bytes, atomic_write_jsonl
+from simtoreal.runs import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_jsonl,
+    prepare_run_dir,
+)
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import PairedData, collect, mixed_actor, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, linear_decay
@@ -119,6 +124,19 @@ class GridSource:
 
     def close(self) -> None:
         pass
+
+
+def open_run_dir(cfg: TransferConfig, resume: bool) -> Path:
+    """The run directory of a transfer: ``cfg.run_dir`` as it is when resuming, else new (or
+    replaced with ``cfg.overwrite``, a teacher inside it kept) with the config saved."""
+    if resume:
+        return prepare_run_dir(cfg.run_dir, resume=True)
+    return prepare_run_dir(
+        cfg.run_dir,
+        overwrite=cfg.overwrite,
+        keep=(cfg.teacher,) if cfg.teacher else (),
+        config={"kind": "transfer", **cfg.to_dict()},
+    )
 
 
 class Trainer:

@@ -21,7 +21,6 @@ from simtoreal.transfer.__main__ import main as transfer_main
 from simtoreal.transfer.adapter_io import load_adapter
 from simtoreal.transfer.augment import appearance
 from simtoreal.transfer.config import TransferConfig
-from simtoreal.transfer.distill import Distiller
 from simtoreal.transfer.frame_domains import FRAME_DOMAINS, apply_frame_domain
 from simtoreal.transfer.gym_data import PairedEnvMaker, collect_vector, random_actions, vector_env
 from simtoreal.transfer.heads import teacher_head
@@ -256,7 +255,9 @@ def test_dqn_student_agrees_with_greedy_teacher(tmp_path, teachers):
     assert agreement > 0.7 and (agreement > majority + 0.05 or majority > 0.95), pairs
 
 
-def test_killed_third_party_transfer_resumes_to_the_same_adapter(tmp_path, teachers, monkeypatch):
+def test_killed_third_party_transfer_resumes_to_the_same_adapter(
+    tmp_path, teachers, monkeypatch, interrupt_fit
+):
     """A DQN transfer (its Q spread is checkpointed state) interrupted in its first DAgger round,
     then resumed: the same adapter as an uninterrupted run, the pairs collected again in
     subprocesses from their seeds and the round's starting weights."""
@@ -270,22 +271,7 @@ def test_killed_third_party_transfer_resumes_to_the_same_adapter(tmp_path, teach
         "checkpoint_seconds": 1e-9,
     }
     _transfer(tmp_path / "whole", teachers["dqn"], **kwargs)
-    real_fit, calls = Distiller.fit, {"n": 0}
-
-    def interrupted_fit(self, *args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the first DAgger round: stop after its second batch
-            hook = kw["on_position"]
-
-            def stop(epoch, batch):
-                hook(epoch, batch)
-                if batch == 2:
-                    raise KeyboardInterrupt
-
-            kw["on_position"] = stop
-        return real_fit(self, *args, **kw)
-
-    monkeypatch.setattr(Distiller, "fit", interrupted_fit)
+    interrupt_fit(2, 2)  # the first DAgger round: stop after its second batch
     with pytest.raises(KeyboardInterrupt):
         _transfer(tmp_path / "cut", teachers["dqn"], **kwargs)
     monkeypatch.undo()

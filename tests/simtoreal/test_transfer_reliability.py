@@ -218,7 +218,9 @@ def test_a_failed_run_is_marked_and_a_rerun_proceeds_without_overwrite(
     assert (run / "summary.json").is_file() and not (run / FAILED_FILE).exists()
 
 
-def test_resume_after_an_interruption_gives_the_same_adapter(teacher_dir, tmp_path, monkeypatch):
+def test_resume_after_an_interruption_gives_the_same_adapter(
+    teacher_dir, tmp_path, monkeypatch, interrupt_fit
+):
     """Interrupt during a DAgger round (after a mid-epoch checkpoint), resume, compare with an
     uninterrupted run of the same config."""
     kwargs = {
@@ -229,23 +231,7 @@ def test_resume_after_an_interruption_gives_the_same_adapter(teacher_dir, tmp_pa
     }  # the augmentation generator resumes too
     run_transfer(_cfg(teacher_dir, tmp_path / "whole", **kwargs))
 
-    calls = {"n": 0}
-    real_fit = Distiller.fit
-
-    def interrupted_fit(self, *args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the first DAgger round: stop after its third batch
-            hook = kw["on_position"]
-
-            def stop_after_three(epoch, batch):
-                hook(epoch, batch)
-                if batch == 3:
-                    raise KeyboardInterrupt
-
-            kw["on_position"] = stop_after_three
-        return real_fit(self, *args, **kw)
-
-    monkeypatch.setattr(Distiller, "fit", interrupted_fit)
+    interrupt_fit(2, 3)  # the first DAgger round: stop after its third batch
     with pytest.raises(KeyboardInterrupt):
         run_transfer(_cfg(teacher_dir, tmp_path / "cut", **kwargs))
     monkeypatch.undo()
