@@ -49,9 +49,9 @@ from simtoreal.transfer.gym_data import (  # noqa: E402
     random_actions,
     vector_env,
 )
-from simtoreal.transfer.gym_pipeline import recovered  # noqa: E402
+from simtoreal.transfer.gym_pipeline import camera, recovered  # noqa: E402
 from simtoreal.transfer.pipeline import run_transfer  # noqa: E402
-from simtoreal.transfer.presets import transfer_preset  # noqa: E402
+from simtoreal.transfer.presets import transfer_preset, with_transfer_preset  # noqa: E402
 
 ENVS = ("CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MiniGrid-DoorKey-5x5-v0")
 
@@ -175,8 +175,8 @@ def pixel_ppo(env_id: str, teacher: Path, frames: int, seconds: float, run: dict
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     tcfg = load_config_of(teacher)
-    stack = transfer_preset(env_id)["frame_stack"]
-    maker = PairedEnvMaker(tcfg.env_maker(), "randomized", stack, image_only=True)
+    cfg = with_transfer_preset(TransferConfig(), env_id)  # the student's camera and stack
+    maker = camera(cfg, tcfg.env_maker(), "randomized", image_only=True)
     envs = SubprocVecEnv([maker] * 4, start_method="forkserver")
     model = PPO("CnnPolicy", envs, seed=0, device="cpu", verbose=0)
     snap = _Snapshot(frames, seconds, args.baseline_max_multiple * seconds)
@@ -184,7 +184,7 @@ def pixel_ppo(env_id: str, teacher: Path, frames: int, seconds: float, run: dict
     model.learn(10**9, callback=snap)  # stopped by the callback
     wall = time.perf_counter() - start
     envs.close()
-    real = PairedEnvMaker(tcfg.env_maker(), "real", stack, image_only=True)
+    real = camera(cfg, tcfg.env_maker(), "real", image_only=True)
     final = {k: v.clone() for k, v in model.policy.state_dict().items()}
 
     def score(weights: dict | None) -> dict:

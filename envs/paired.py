@@ -80,10 +80,10 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Gives any Gymnasium env with a vector observation and ``rgb_array`` rendering a paired view.
 
     The ``"state"`` entry is ``state_fn(obs, env)`` (default: the env's observation flattened with
-    ``gymnasium.spaces.flatten``) as float32; the ``"image"`` entry is ``env.render()`` resized to
-    ``image_size x image_size`` with ``cv2.INTER_AREA`` (non-square frames are squashed), the last
-    ``frame_stack`` frames along the channel axis, oldest first. After a reset, the first frame
-    fills the stack.
+    ``gymnasium.spaces.flatten``) as float32; the ``"image"`` entry is ``env.render()``, cut to
+    ``crop`` and resized to ``image_size`` with ``cv2.INTER_AREA`` (a window of another aspect is
+    squashed), the last ``frame_stack`` frames along the channel axis, oldest first. After a
+    reset, the first frame fills the stack.
 
     Args:
         env: An env created with ``render_mode="rgb_array"``.
@@ -91,7 +91,10 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             observation space cannot be flattened (e.g. MiniGrid's text mission).
         state_space: The float32 ``Box`` of shape (state_dim,) that ``state_fn`` returns into;
             required with ``state_fn``.
-        image_size: Side of the square image, in pixels.
+        image_size: Size of the image in pixels: one side (square) or ``(height, width)``.
+        crop: The window of the rendered frame that is kept, as fractions ``(top, left, bottom,
+            right)`` of its height and width; None keeps all of it. A camera that frames where
+            the action is: CartPole's cart and pole fill a band of a third of its render.
         frame_stack: Number of frames k stacked along the channels.
         decimate: Keep every s-th row and column of a large frame before resizing, s the
             largest stride that leaves at least twice ``image_size`` pixels a side: the area
@@ -104,9 +107,10 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         env: gym.Env,
         state_fn: StateFn | None = None,
         state_space: spaces.Box | None = None,
-        image_size: int = 64,
+        image_size: int | tuple[int, int] = 64,
         frame_stack: int = 1,
         decimate: bool = False,
+        crop: tuple[float, float, float, float] | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -115,6 +119,7 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             image_size=image_size,
             frame_stack=frame_stack,
             decimate=decimate,
+            crop=crop,
         )
         super().__init__(env)
         if env.render_mode != "rgb_array":
@@ -123,16 +128,15 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 'frames: create it with render_mode="rgb_array", e.g. '
                 'gym.make(env_id, render_mode="rgb_array").'
             )
-        if image_size < 1 or frame_stack < 1:
-            raise ConfigError(
-                f"image_size={image_size}, frame_stack={frame_stack}: use positive values "
-                "(the defaults are 64 and 1)."
-            )
+        height, width = image_hw(image_size)
+        if frame_stack < 1:
+            raise ConfigError(f"frame_stack={frame_stack}: use a positive value (default 1).")
+        self.crop = None if crop is None else check_crop(crop)
         self._state_fn, state_space = _state_fn_and_space(
             env.observation_space, state_fn, state_space
         )
-        self.image_size, self.frame_stack, self.decimate = image_size, frame_stack, decimate
-        image_space = spaces.Box(0, 255, (image_size, image_size, 3 * frame_stack), np.uint8)
+        self.image_size, self.frame_stack, self.decimate = (height, width), frame_stack, decimate
+        image_space = spaces.Box(0, 255, (height, width, 3 * frame_stack), np.uint8)
         self.observation_space = spaces.Dict({"state": state_space, "image": image_space})
         self._frames: list[np.ndarray] = []
 
@@ -158,7 +162,7 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return {"state": state, "image": image}
 
     def _frame(self) -> np.ndarray:
-        """The env's current frame, resized. Shape: (image_size, image_size, 3), uint8."""
+        """The env's current frame, cropped and resized. Shape: (height, width, 3), uint8."""
         frame = self.env.render()
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
             got = frame.shape if isinstance(frame, np.ndarray) else type(frame).__name__
@@ -166,11 +170,45 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"env.render() returned {got}; a paired view needs one (H, W, 3) RGB frame: "
                 'use an env whose render_mode="rgb_array" returns a single frame.'
             )
+        if self.crop is not None:
+            top, left, bottom, right = self.crop
+            h, w = frame.shape[:2]
+            frame = frame[round(top * h) : round(bottom * h), round(left * w) : round(right * w)]
+        height, width = self.image_size
         if self.decimate:
-            stride = max(1, min(frame.shape[:2]) // (2 * self.image_size))
+            stride = max(1, min(frame.shape[0] // (2 * height), frame.shape[1] // (2 * width)))
             frame = frame[::stride, ::stride]
-        size = (self.image_size, self.image_size)
-        return cv2.resize(frame.astype(np.uint8, copy=False), size, interpolation=cv2.INTER_AREA)
+        return cv2.resize(
+            frame.astype(np.uint8, copy=False), (width, height), interpolation=cv2.INTER_AREA
+        )
+
+
+def image_hw(image_size: int | tuple[int, int], name: str = "image_size") -> tuple[int, int]:
+    """``(height, width)`` of an image size given as one side or as a pair; refuses others."""
+    hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(hw) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in hw
+    ):
+        raise ConfigError(
+            f"{name}={image_size!r}: use one side or (height, width) in pixels, each an "
+            "integer >= 8 (default 64)."
+        )
+    return hw
+
+
+def check_crop(crop: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """A crop window ``(top, left, bottom, right)`` as fractions of the frame; refuses others."""
+    try:
+        top, left, bottom, right = (float(v) for v in crop)
+    except (TypeError, ValueError):
+        top = left = bottom = right = float("nan")
+    if not (0.0 <= top < bottom <= 1.0 and 0.0 <= left < right <= 1.0):
+        raise ConfigError(
+            f"crop={crop!r}: give four fractions top left bottom right of the rendered frame, "
+            "with 0 <= top < bottom <= 1 and 0 <= left < right <= 1 (the whole frame is "
+            "0 0 1 1)."
+        )
+    return top, left, bottom, right
 
 
 def _state_fn_and_space(

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from simtoreal.agents.adapter import AdapterConfig, check_feature_map
+from simtoreal.envs.paired import check_crop, image_hw
 from simtoreal.errors import ConfigError
 from simtoreal.seeds import check_run_seed, stream
 from simtoreal.transfer.augment import check_augmentations
@@ -61,6 +62,12 @@ class TransferConfig:
     """Parallel envs for data collection."""
     frame_stack: int = 1
     """Frames stacked in the adapter's input (the grid world is fully visible in one frame)."""
+    frame_size: tuple[int, int] = (64, 64)
+    """Height and width of the adapter's frames (third-party envs; the grid world renders
+    64x64). Wide frames keep thin horizontal detail, such as CartPole's pole angle."""
+    crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    """The camera's window on a third-party env's rendered frame, as fractions top left bottom
+    right of its height and width, kept before resizing to --frame-size (0 0 1 1: all of it)."""
     fresh_appearance: bool = True
     """Render every epoch's frames anew from the stored world states with fresh randomisation
     draws (palette variant, camera, distractors, noise), so each pass sees new appearances of the
@@ -182,6 +189,8 @@ class TransferConfig:
                 f"{', '.join(BASELINE_EXTRACTORS)}."
             )
         check_augmentations(self.augment)
+        self.frame_size = image_hw(self.frame_size, "frame_size")
+        self.crop = check_crop(self.crop)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: use one of {', '.join(LOSSES)}.")
         if self.action_loss not in ACTION_LOSSES:

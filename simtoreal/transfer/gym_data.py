@@ -5,7 +5,7 @@ The teacher's env (:class:`~simtoreal.envs.state_fns.EnvMaker`, as ``train gym``
 made with ``render_mode="rgb_array"`` and wrapped in :class:`DomainPairedView`, a
 :class:`~simtoreal.envs.paired.PairedViewWrapper` whose ``"state"`` is exactly what the teacher
 sees (its state function and state stack included) and whose ``"image"`` is the last
-``frame_stack`` rendered frames, 64x64, each drawn in a visual domain
+``frame_stack`` rendered frames (64x64 unless the run's camera says otherwise), each drawn in a visual domain
 (:mod:`simtoreal.transfer.frame_domains`). Rendering is CPU-bound (about 1-2 ms a frame, most of
 it the env's own drawing), so :func:`collect_vector` steps the envs in subprocesses
 (``gymnasium.vector.AsyncVectorEnv``).
@@ -39,11 +39,18 @@ class DomainPairedView(PairedViewWrapper):
     is keyed by its reset seed (or, for unseeded resets, the last seed and the episode count)."""
 
     def __init__(
-        self, env: gym.Env, domain: str = "sim", image_size: int = 64, frame_stack: int = 1
+        self,
+        env: gym.Env,
+        domain: str = "sim",
+        image_size: int | tuple[int, int] = 64,
+        frame_stack: int = 1,
+        crop: tuple[float, float, float, float] | None = None,
     ) -> None:
         self.domain = check_frame_domain(domain)
         self._seed, self._episode, self._step = 0, 0, 0
-        super().__init__(env, image_size=image_size, frame_stack=frame_stack, decimate=True)
+        super().__init__(
+            env, image_size=image_size, frame_stack=frame_stack, decimate=True, crop=crop
+        )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -75,13 +82,14 @@ class ImageObservation(gym.ObservationWrapper):
 @dataclass(frozen=True)
 class PairedEnvMaker:
     """A picklable factory of the teacher's env as a paired view in ``domain`` (``image_only``:
-    the student's image observation alone)."""
+    the student's image observation alone), its camera ``crop`` resized to ``image_size``."""
 
     teacher_env: EnvMaker
     domain: str = "sim"
     frame_stack: int = 1
-    image_size: int = 64
+    image_size: int | tuple[int, int] = 64
     image_only: bool = False
+    crop: tuple[float, float, float, float] | None = None
 
     def __call__(self) -> gym.Env:
         # frames are drawn off-screen: without a display driver pygame's SDL prints an error
@@ -92,7 +100,7 @@ class PairedEnvMaker:
 
             torch.set_num_threads(1)  # frames are drawn one at a time; threads only contend
         env = replace(self.teacher_env, render_mode="rgb_array")()
-        paired = DomainPairedView(env, self.domain, self.image_size, self.frame_stack)
+        paired = DomainPairedView(env, self.domain, self.image_size, self.frame_stack, self.crop)
         return ImageObservation(paired) if self.image_only else paired
 
 

@@ -124,6 +124,18 @@ def check_gym_config(cfg: TransferConfig) -> None:
             )
 
 
+def camera(cfg: TransferConfig, maker, domain: str, image_only: bool = False) -> PairedEnvMaker:
+    """The teacher's env ``maker`` seen through the run's camera (crop, frame size, frame stack)
+    in the frame ``domain``."""
+    crop = None if cfg.crop == TransferConfig().crop else cfg.crop
+    return PairedEnvMaker(maker, domain, cfg.frame_stack, cfg.frame_size, image_only, crop)
+
+
+def frame_shape(cfg: TransferConfig) -> tuple[int, int, int]:
+    """The student's observation: ``(height, width, 3 * frame_stack)``."""
+    return (*cfg.frame_size, 3 * cfg.frame_stack)
+
+
 def build_cnn(cfg: TransferConfig, latent_dim: int, state_dim: int):
     """The trainable CNN: a :class:`~simtoreal.agents.vector_estimator.VectorStateEstimator`
     (``target="state"``: the teacher's observation, under its frozen encoder) or a latent
@@ -133,7 +145,7 @@ def build_cnn(cfg: TransferConfig, latent_dim: int, state_dim: int):
         channels=tuple(cfg.channels),
         kernels=tuple(cfg.kernels),
         strides=tuple(cfg.strides),
-        image_shape=(64, 64, 3 * cfg.frame_stack),
+        image_shape=frame_shape(cfg),
         pool=cfg.pool,
         target="vector" if cfg.target == "state" else "latent",
         state_dim=state_dim,
@@ -222,7 +234,7 @@ class GymSource:
 
     def __init__(self, distiller: Distiller, tcfg: GymTrainConfig, cfg: TransferConfig) -> None:
         self.distiller, self.cfg = distiller, cfg
-        self.maker = PairedEnvMaker(tcfg.env_maker(), "sim", cfg.frame_stack)
+        self.maker = camera(cfg, tcfg.env_maker(), "sim")
         self.space = tcfg.action_space
         self._envs: gym.vector.VectorEnv | None = None
 
@@ -282,7 +294,7 @@ def save_student(teacher: BaseAlgorithm, distiller: Distiller, cfg: TransferConf
     """The student as an SB3 model of the teacher's algorithm on image observations, saved
     atomically; loadable with :func:`simtoreal.transfer.pipeline.load_student`."""
     cnn = distiller.adapter
-    shape = (64, 64, 3 * cfg.frame_stack)
+    shape = frame_shape(cfg)
     if distiller.estimates_state:
         encoder = distiller.encoder
         kwargs = {
@@ -314,7 +326,7 @@ def evaluate_gym_transfer(
         return result.to_dict()
 
     def student_in(domain: str) -> PairedEnvMaker:
-        return PairedEnvMaker(maker, domain, cfg.frame_stack, image_only=True)
+        return camera(cfg, maker, domain, image_only=True)
 
     student_act = distiller.student_act
     teacher_eval = run(lambda obs: distiller.teacher_act(obs), maker, EVAL_SEED)
@@ -325,7 +337,7 @@ def evaluate_gym_transfer(
     floor = run(lambda obs: rand({"state": obs}), maker, EVAL_SEED)
     agreement = {}
     for domain, first in (("real", HELD_OUT_PAIRS_SEED), ("validation", VAL_PAIRS_SEED)):
-        envs = vector_env(PairedEnvMaker(maker, domain, cfg.frame_stack), cfg.num_envs)
+        envs = vector_env(camera(cfg, maker, domain), cfg.num_envs)
         pairs = collect_vector(
             envs,
             min(HELD_OUT_PAIRS, cfg.frames),
@@ -359,10 +371,10 @@ def evaluate_gym_transfer(
 def write_gym_student_gif(
     distiller: Distiller, tcfg: GymTrainConfig, cfg: TransferConfig, path: Path
 ) -> None:
-    """What the student sees and does: its newest 64x64 frame in the held-out ``real`` domain,
+    """What the student sees and does: its newest frame in the held-out ``real`` domain,
     for ``cfg.gif_episodes`` test episodes, at most :data:`GIF_MAX_FRAMES` frames (evenly
     subsampled), 3x larger."""
-    env = PairedEnvMaker(tcfg.env_maker(), "real", cfg.frame_stack, image_only=True)()
+    env = camera(cfg, tcfg.env_maker(), "real", image_only=True)()
     frames = []
     for episode in range(cfg.gif_episodes):
         obs, _ = env.reset(seed=EVAL_SEED + episode)

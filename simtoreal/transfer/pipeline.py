@@ -59,6 +59,13 @@ def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
             f"action_loss={cfg.action_loss!r}: the grid world's teachers are PPO / A2C on discrete "
             f"actions, whose action loss is {' or '.join(Categorical.losses)} (or auto)."
         )
+    default = TransferConfig()
+    for name in ("frame_size", "crop"):
+        if getattr(cfg, name) != getattr(default, name):
+            raise ConfigError(
+                f"--{name.replace('_', '-')} sets the camera of third-party envs; the grid world "
+                "renders its own 64x64 frames: leave it unset."
+            )
     device = resolve_device(cfg.device)
     checked = load_checked_teacher(cfg.teacher) if cfg.teacher else None
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))

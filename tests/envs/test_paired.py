@@ -203,7 +203,31 @@ def test_state_fn_of_the_wrong_size_is_reported():
         env.reset(seed=SEED)
 
 
-@pytest.mark.parametrize("kwargs", [{"image_size": 0}, {"frame_stack": 0}])
-def test_refuses_non_positive_sizes(kwargs):
-    with pytest.raises(ConfigError, match="use positive values"):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"image_size": 0}, "integer >= 8"), ({"image_size": (32, 32, 3)}, "height, width"),
+     ({"frame_stack": 0}, "use a positive value")],
+)  # fmt: skip
+def test_refuses_bad_sizes(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
         _make_cartpole(**kwargs)
+
+
+def test_crop_keeps_its_window_at_height_by_width():
+    """The middle half of CartPole's 400x600 rows (200x600) at 20x60: 10x10 blocks a pixel."""
+    env = _make_cartpole(image_size=(20, 60), crop=(0.25, 0.0, 0.75, 1.0), frame_stack=2)
+    assert env.observation_space["image"].shape == (20, 60, 6)
+    obs, _ = env.reset(seed=SEED)
+    window = env.render()[100:300].astype(np.float64)
+    block_means = window.reshape(20, 10, 60, 10, 3).mean(axis=(1, 3))
+    assert np.abs(obs["image"][..., 3:] - block_means).max() <= 1.0
+    whole = _make_cartpole(image_size=(20, 60))
+    assert not np.array_equal(whole.reset(seed=SEED)[0]["image"], obs["image"][..., 3:])
+
+
+@pytest.mark.parametrize(
+    "crop", [(0.5, 0.0, 0.4, 1.0), (0.0, 0.0, 1.0), (-0.1, 0.0, 1.0, 1.0), (0, 0, 1, 1.5), "top"]
+)
+def test_refuses_a_crop_that_is_not_a_window(crop):
+    with pytest.raises(ConfigError, match="0 <= top < bottom <= 1"):
+        _make_cartpole(crop=crop)
