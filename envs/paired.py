@@ -174,6 +174,10 @@ class PairedViewWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             top, left, bottom, right = self.crop
             h, w = frame.shape[:2]
             frame = frame[round(top * h) : round(bottom * h), round(left * w) : round(right * w)]
+            if frame.size == 0:
+                raise ConfigError(
+                    f"crop={self.crop} keeps no pixel of the {w}x{h} render: widen the window."
+                )
         height, width = self.image_size
         if self.decimate:
             stride = max(1, min(frame.shape[0] // (2 * height), frame.shape[1] // (2 * width)))

@@ -131,6 +131,16 @@ def camera(cfg: TransferConfig, maker, domain: str, image_only: bool = False) ->
     return PairedEnvMaker(maker, domain, cfg.frame_stack, cfg.frame_size, image_only, crop)
 
 
+def check_camera(cfg: TransferConfig, tcfg: GymTrainConfig) -> None:
+    """Draw one frame through the run's camera, so a crop that keeps no pixel of the env's
+    render is refused before anything is written."""
+    env = camera(cfg, tcfg.env_maker(), "sim")()
+    try:
+        env.reset(seed=0)
+    finally:
+        env.close()
+
+
 def frame_shape(cfg: TransferConfig) -> tuple[int, int, int]:
     """The student's observation: ``(height, width, 3 * frame_stack)``."""
     return (*cfg.frame_size, 3 * cfg.frame_stack)
@@ -165,6 +175,7 @@ def transfer_gym(cfg: TransferConfig, *, resume: bool = False) -> dict:
     if not resume:
         cfg = with_transfer_preset(cfg, tcfg.env_id)
     check_gym_config(cfg)
+    check_camera(cfg, tcfg)
     teacher_head(teacher).use_loss(cfg.action_loss)  # one the teacher's kind has
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
     run_dir = open_run_dir(cfg, resume)

@@ -231,3 +231,9 @@ def test_crop_keeps_its_window_at_height_by_width():
 def test_refuses_a_crop_that_is_not_a_window(crop):
     with pytest.raises(ConfigError, match="0 <= top < bottom <= 1"):
         _make_cartpole(crop=crop)
+
+
+def test_a_crop_thinner_than_a_pixel_is_refused_when_it_meets_the_frame():
+    env = _make_cartpole(crop=(0.5, 0.0, 0.501, 1.0))  # 0.4 of a row of CartPole's 400
+    with pytest.raises(ConfigError, match="keeps no pixel of the 600x400 render"):
+        env.reset(seed=SEED)

@@ -438,6 +438,8 @@ def test_the_camera_reaches_data_student_and_gif(tmp_path, teachers):
     assert not (tmp_path / "grid").exists()
     with pytest.raises(ConfigError, match="frame_size"):
         TransferConfig(frame_size=(64,))
+    thin = (0.5, 0.0, 0.501, 1.0)  # 0.4 of one of CartPole's 400 rows
+    _refused(tmp_path, teachers["dqn"], "keeps no pixel of the 600x400 render", crop=thin)
 
 
 def test_a_frame_stack_of_zero_is_refused():
