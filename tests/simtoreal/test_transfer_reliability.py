@@ -372,6 +372,8 @@ TESTED_ELSEWHERE = {
     "pool": "test_robust_transfer.py::test_pool_reaches_the_latent_adapter",
     "action_loss": "test_transfer_anyenv.py::test_action_loss_reaches_the_summary_and_a_wrong_one_is_refused",
     "fresh_appearance": "test_robust_transfer.py::test_fresh_appearance_redraws_every_epoch_and_only_that",
+    "frame_size": "test_transfer_anyenv.py::test_the_camera_reaches_data_student_and_gif",
+    "crop": "test_transfer_anyenv.py::test_the_camera_reaches_data_student_and_gif",
 }
 
 
