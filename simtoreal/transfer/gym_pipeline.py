@@ -109,19 +109,30 @@ GRID_ONLY = (
 )  # fmt: skip
 
 
+#: TransferConfig fields only third-party envs read (their camera); the grid world refuses them.
+GYM_ONLY = ("frame_size", "crop")
+
+
+def refuse_set_fields(cfg: TransferConfig, names: tuple[str, ...], why: str) -> None:
+    """Refuse any of ``names`` that ``cfg`` sets to other than its default (0 for
+    robustness_episodes asks to skip, which is what a pipeline without the check does)."""
+    default = TransferConfig()
+    for name in names:
+        value = getattr(cfg, name)
+        if value != getattr(default, name) and not (name == "robustness_episodes" and value == 0):
+            raise ConfigError(f"--{name.replace('_', '-')} {why}")
+
+
 def check_gym_config(cfg: TransferConfig) -> None:
     """Refuse transfer options that only the grid world has, instead of ignoring them."""
     if cfg.target not in ("state", "latent"):
         raise ConfigError(f"target={cfg.target!r}: use state or latent.")
-    default = TransferConfig()
-    for name in GRID_ONLY:
-        value = getattr(cfg, name)
-        if value != getattr(default, name) and not (name == "robustness_episodes" and value == 0):
-            raise ConfigError(
-                f"--{name.replace('_', '-')} is not available for third-party envs yet (the grid "
-                "world has it): leave it unset. Their students are tested zero-shot in the "
-                "held-out validation and real frame domains."
-            )
+    refuse_set_fields(
+        cfg,
+        GRID_ONLY,
+        "is not available for third-party envs yet (the grid world has it): leave it unset. "
+        "Their students are tested zero-shot in the held-out validation and real frame domains.",
+    )
 
 
 def camera(cfg: TransferConfig, maker, domain: str, image_only: bool = False) -> PairedEnvMaker:

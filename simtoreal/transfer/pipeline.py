@@ -38,7 +38,12 @@ from simtoreal.transfer.adapter_io import build_adapter, save_adapter
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, check_teacher
-from simtoreal.transfer.gym_pipeline import is_gym_teacher, transfer_gym
+from simtoreal.transfer.gym_pipeline import (
+    GYM_ONLY,
+    is_gym_teacher,
+    refuse_set_fields,
+    transfer_gym,
+)
 from simtoreal.transfer.heads import Categorical
 from simtoreal.transfer.training import GridSource, Trainer, open_run_dir
 
@@ -59,13 +64,12 @@ def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
             f"action_loss={cfg.action_loss!r}: the grid world's teachers are PPO / A2C on discrete "
             f"actions, whose action loss is {' or '.join(Categorical.losses)} (or auto)."
         )
-    default = TransferConfig()
-    for name in ("frame_size", "crop"):
-        if getattr(cfg, name) != getattr(default, name):
-            raise ConfigError(
-                f"--{name.replace('_', '-')} sets the camera of third-party envs; the grid world "
-                "renders its own 64x64 frames: leave it unset."
-            )
+    refuse_set_fields(
+        cfg,
+        GYM_ONLY,
+        "sets the camera of third-party envs; the grid world renders its own 64x64 frames: "
+        "leave it unset.",
+    )
     device = resolve_device(cfg.device)
     checked = load_checked_teacher(cfg.teacher) if cfg.teacher else None
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir or default_run_dir("transfer"))
