@@ -213,8 +213,7 @@ def _transfer(tmp_path: Path, teacher: Path, **overrides) -> dict:
 @pytest.mark.xfail(
     reason="not met at this scale: CartPole's students hold the pole only with the preset's "
     "camera, 32 keypoints and noise-trained teacher (150k steps) at 60k frames (recovered 0.95, "
-    "3 seeds), not "
-    "with a 20k-step teacher and 4k frames. docs/transfer.md, 'Any Gymnasium env'",
+    "3 seeds), not with a 20k-step teacher and 4k frames. docs/transfer.md, 'Any Gymnasium env'",
     strict=False,
 )
 def test_cartpole_student_beats_random(tmp_path, teachers):
