@@ -33,7 +33,7 @@ from simtoreal.agents.vector_estimator import VectorStateEstimator
 from simtoreal.transfer import gym_pipeline as gp
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import PairedData
-from simtoreal.transfer.distill import Distiller, linear_decay
+from simtoreal.transfer.distill import linear_decay
 from simtoreal.transfer.gym_data import collect_vector, vector_env
 from simtoreal.transfer.presets import with_transfer_preset
 
@@ -122,17 +122,7 @@ def main() -> None:
     with torch.random.fork_rng():  # the preset's architecture, without drawing its weights
         arch = gp.build_cnn(cfg, int(kind.encoder.features_dim), state_dim).config
     cnn = variant(args)(arch)
-    distiller = Distiller(
-        teacher,
-        cnn,
-        cfg.loss,
-        cfg.latent_weight,
-        cfg.action_weight,
-        "cpu",
-        augment=("appearance",),
-        seed=0,
-        action_loss=cfg.action_loss,
-    )
+    distiller = gp.make_distiller(cfg, teacher, cnn, "cpu")
     collect(args, cfg, tcfg, distiller)
     stored = np.load(args.work / "train.npz")
     data = PairedData(stored["states"][: args.frames], stored["images"][: args.frames])

@@ -175,6 +175,22 @@ def build_cnn(cfg: TransferConfig, latent_dim: int, state_dim: int):
     return build_adapter(arch)
 
 
+def make_distiller(cfg: TransferConfig, teacher: BaseAlgorithm, cnn, device) -> Distiller:
+    """The run's distiller: ``cnn`` under the teacher's frozen encoder and head, trained with the
+    ``randomized`` appearance on every batch plus ``cfg.augment``."""
+    return Distiller(
+        teacher,
+        cnn,
+        cfg.loss,
+        cfg.latent_weight,
+        cfg.action_weight,
+        device,
+        augment=("appearance", *cfg.augment),
+        seed=cfg.seed,
+        action_loss=cfg.action_loss,
+    )
+
+
 def transfer_gym(cfg: TransferConfig, *, resume: bool = False) -> dict:
     """Run the recipe for the ``train gym`` teacher ``cfg.teacher``; return the summary (also in
     ``<run_dir>/summary.json``). The env's transfer preset fills in the fields ``cfg`` leaves at
@@ -202,17 +218,8 @@ def _run(
     teacher_dir = cfg.teacher
     kind = teacher_head(teacher)
     state_dim = int(np.prod(tcfg.observation_space.shape))
-    cnn = build_cnn(cfg, int(kind.encoder.features_dim), state_dim)
-    distiller = Distiller(
-        teacher,
-        cnn,
-        cfg.loss,
-        cfg.latent_weight,
-        cfg.action_weight,
-        device,
-        augment=("appearance", *cfg.augment),
-        seed=cfg.seed,
-        action_loss=cfg.action_loss,
+    distiller = make_distiller(
+        cfg, teacher, build_cnn(cfg, int(kind.encoder.features_dim), state_dim), device
     )
     trainer = Trainer(distiller, GymSource(distiller, tcfg, cfg), cfg, run_dir)
     if resume:
