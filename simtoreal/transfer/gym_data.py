@@ -6,9 +6,9 @@ made with ``render_mode="rgb_array"`` and wrapped in :class:`DomainPairedView`, 
 :class:`~simtoreal.envs.paired.PairedViewWrapper` whose ``"state"`` is exactly what the teacher
 sees (its state function and state stack included) and whose ``"image"`` is the last
 ``frame_stack`` rendered frames (64x64 unless the run's camera says otherwise), each drawn in a
-visual domain (:mod:`simtoreal.transfer.frame_domains`). Rendering is CPU-bound (about 1-2 ms a frame, most of
-it the env's own drawing), so :func:`collect_vector` steps the envs in subprocesses
-(``gymnasium.vector.AsyncVectorEnv``).
+visual domain (:mod:`simtoreal.transfer.frame_domains`). Rendering is CPU-bound (about 1-2 ms
+a frame, most of it the env's own drawing), so :func:`collect_vector` steps the envs in
+subprocesses (``gymnasium.vector.AsyncVectorEnv``).
 
 Training frames are collected in the ``sim`` domain and stored (``PairedData(states, images)``);
 the ``randomized`` appearance is drawn afresh for every training batch, like the grid world's
