@@ -15,7 +15,8 @@ the held-out sets and the student's return in each domain (``--eval-episodes`` p
 Variants (all beside the env's transfer preset): ``--channels`` (trunk widths; the last is the
 number of keypoints), ``--norm`` (each frame's channels standardised over the image before the
 trunk), ``--per-frame`` (one trunk per stacked frame, keypoints concatenated), ``--weights``
-(weights of the state entries in the state loss). Results: ``<work>/probe-<name>.json``.
+(weights of the state entries in the state loss), ``--augment`` (training augmentations besides
+``randomized``'s appearance). Results: ``<work>/probe-<name>.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--norm", action="store_true")
     p.add_argument("--per-frame", action="store_true")
     p.add_argument("--weights", type=float, nargs="+", default=None)
+    p.add_argument("--augment", nargs="+", default=None, help="augmentations besides appearance")
     return p.parse_args()
 
 
@@ -117,6 +119,8 @@ def main() -> None:
     )
     if args.channels:
         cfg = dataclasses.replace(cfg, channels=tuple(args.channels))
+    if args.augment is not None:
+        cfg = dataclasses.replace(cfg, augment=tuple(args.augment))
     kind = gp.teacher_head(teacher)
     state_dim = int(np.prod(tcfg.observation_space.shape))
     with torch.random.fork_rng():  # the preset's architecture, without drawing its weights

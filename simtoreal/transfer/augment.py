@@ -12,6 +12,10 @@ frames; every frame of a sample gets the same draw) to one of the same shape:
   (:mod:`simtoreal.transfer.frame_domains`).
 - ``cutout``: in half of the samples, one to three random squares of 6 to 16 pixels, each
   painted a random colour (occluders).
+- ``lighting``: a linear lighting gradient across the frame in a random direction, gain
+  ``1 + s * (projection - 0.5)`` with ``s`` up to 0.6 (the grid world's ``randomized`` range).
+- ``saturation``: in 40% of the samples, the colours pulled towards grey, keeping a share of
+  0.3 to 1 of their saturation (the grid world's ``randomized`` range).
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ def _per_frame(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, 3, *x.shape[2:])
 
 
+def _luma(frames: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma of ``(B, k, 3, H, W)`` frames. Shape: (B, k, 1, H, W)."""
+    luma = torch.einsum("bkchw,c->bkhw", frames, frames.new_tensor([0.299, 0.587, 0.114]))
+    return luma[:, :, None]
+
+
 def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
@@ -46,7 +56,7 @@ def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
 
 def grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
     frames = _per_frame(x)
-    luma = (frames * frames.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(2, keepdim=True)
+    luma = _luma(frames)
     pick = torch.rand(x.shape[0], generator=gen, device=x.device) < p
     out = torch.where(pick[:, None, None, None, None], luma.expand_as(frames), frames)
     return out.reshape(x.shape)
@@ -71,14 +81,19 @@ def hue_rotation(angle: torch.Tensor) -> torch.Tensor:
 
 def cutout(x: torch.Tensor, gen: torch.Generator, most: int = 3, p: float = 0.5) -> torch.Tensor:
     b, _, h, w = x.shape
-    ys = torch.arange(h, device=x.device)[None, :, None]
-    xs = torch.arange(w, device=x.device)[None, None, :]
-    count = torch.randint(1, most + 1, (b,), generator=gen, device=x.device)
-    count = torch.where(torch.rand(b, generator=gen, device=x.device) < p, count, 0)
+    dev = x.device
+    ys = torch.arange(h, device=dev)[None, :, None]
+    xs = torch.arange(w, device=dev)[None, None, :]
+    count = torch.randint(1, most + 1, (b,), generator=gen, device=dev)
+    count = torch.where(torch.rand(b, generator=gen, device=dev) < p, count, 0)
+    # Which occluder is on top of each pixel (-1: none; a later one covers an earlier one),
+    # so the frames are written in one pass however many occluders there are.
+    on_top = torch.full((b, h, w), -1, dtype=torch.long, device=dev)
+    colours = []
     for j in range(most):
-        size = torch.randint(6, 17, (b,), generator=gen, device=x.device)
-        top = (torch.rand(b, generator=gen, device=x.device) * (h - size)).long()
-        left = (torch.rand(b, generator=gen, device=x.device) * (w - size)).long()
+        size = torch.randint(6, 17, (b,), generator=gen, device=dev)
+        top = (torch.rand(b, generator=gen, device=dev) * (h - size)).long()
+        left = (torch.rand(b, generator=gen, device=dev) * (w - size)).long()
         inside = (
             (ys >= top[:, None, None])
             & (ys < (top + size)[:, None, None])
@@ -86,10 +101,12 @@ def cutout(x: torch.Tensor, gen: torch.Generator, most: int = 3, p: float = 0.5)
             & (xs < (left + size)[:, None, None])
             & (j < count)[:, None, None]
         )
-        colour = torch.rand(b, 3, generator=gen, device=x.device)
-        colour = colour.repeat(1, x.shape[1] // 3)[:, :, None, None]  # same draw for every frame
-        x = torch.where(inside[:, None], colour, x)
-    return x
+        on_top.masked_fill_(inside, j)
+        colours.append(torch.rand(b, 3, generator=gen, device=dev))
+    index = on_top.clamp(min=0).view(b, 1, h * w).expand(b, 3, h * w)
+    paint = torch.stack(colours, 2).gather(2, index).view(b, 1, 3, h, w)  # same for every frame
+    out = torch.where((on_top >= 0)[:, None, None], paint, _per_frame(x))
+    return out.reshape(x.shape)
 
 
 #: Ranges of ``appearance``.
@@ -121,12 +138,44 @@ def appearance(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.clamp_(0.0, 1.0).transpose(1, 2).reshape(b, c, h, w)
 
 
+#: Strongest ``lighting`` gradient; ``saturation``: share of samples and least saturation kept.
+LIGHTING, SATURATION_P, SATURATION_MIN = 0.6, 0.4, 0.3
+
+
+def lighting(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A multiplicative linear lighting gradient per sample, the same for every stacked frame.
+
+    Positions are fractions of the frame's height and width, so the gradient spans the frame
+    whatever its aspect; ``projection`` is a pixel's position along the random direction.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    angle = torch.rand(b, generator=gen, device=dev) * 2 * math.pi
+    strength = LIGHTING * torch.rand(b, generator=gen, device=dev)
+    ys = (torch.arange(h, device=dev) + 0.5) / h - 0.5
+    xs = (torch.arange(w, device=dev) + 0.5) / w - 0.5
+    along = torch.sin(angle)[:, None, None] * ys[:, None] + torch.cos(angle)[:, None, None] * xs
+    gain = 1.0 + strength[:, None, None] * along  # (B, H, W)
+    return (x * gain[:, None]).clamp_(0.0, 1.0)
+
+
+def saturation(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Desaturate a share of the samples towards each pixel's luma, the same for every frame."""
+    b, dev = x.shape[0], x.device
+    keep = SATURATION_MIN + (1 - SATURATION_MIN) * torch.rand(b, generator=gen, device=dev)
+    keep = torch.where(torch.rand(b, generator=gen, device=dev) < SATURATION_P, keep, 1.0)
+    frames = _per_frame(x)
+    return torch.lerp(_luma(frames), frames, keep[:, None, None, None, None]).reshape(x.shape)
+
+
 AUGMENTATIONS: dict[str, Augment] = {
     "shift": shift,
     "grayscale": grayscale,
     "hue": hue,
     "cutout": cutout,
     "appearance": appearance,
+    "lighting": lighting,
+    "saturation": saturation,
 }
 
 

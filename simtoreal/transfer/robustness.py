@@ -35,6 +35,8 @@ AUGMENT_COVERS: dict[str, frozenset[str]] = {
     "grayscale": frozenset({"colour"}),
     "hue": frozenset({"colour"}),
     "cutout": frozenset({"occlusion"}),
+    "lighting": frozenset({"lighting"}),
+    "saturation": frozenset({"colour"}),
 }
 
 

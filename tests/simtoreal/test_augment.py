@@ -66,3 +66,32 @@ def test_apply_in_order_and_unknown_names_are_refused():
     assert apply_augmentations(x, [], gen) is x
     with pytest.raises(ConfigError, match="unknown augmentation"):
         check_augmentations(["shift", "mixup"])
+
+
+def test_lighting_is_a_centred_linear_gradient_within_its_range():
+    from simtoreal.transfer.augment import LIGHTING
+
+    grey = torch.full((64, 3, 20, 40), 0.5)  # a wide frame: positions are fractions of each side
+    out = AUGMENTATIONS["lighting"](grey, torch.Generator().manual_seed(0))[:, 0]
+    torch.testing.assert_close(out.mean((1, 2)), torch.full((64,), 0.5), atol=1e-5, rtol=0)
+    # linear in both directions: second differences vanish
+    assert float((out[:, 2:] - 2 * out[:, 1:-1] + out[:, :-2]).abs().max()) < 1e-5
+    assert float((out[:, :, 2:] - 2 * out[:, :, 1:-1] + out[:, :, :-2]).abs().max()) < 1e-5
+    spread = out.amax((1, 2)) - out.amin((1, 2))  # at most LIGHTING * 0.5 * diagonal extent
+    assert float(spread.max()) <= 0.5 * LIGHTING * 2**0.5 + 1e-5 and float(spread.max()) > 0.1
+
+
+def test_saturation_keeps_luma_and_greys_and_desaturates_some_samples():
+    from simtoreal.transfer.augment import SATURATION_MIN
+
+    x = _frames()
+    out = AUGMENTATIONS["saturation"](x, torch.Generator().manual_seed(0))
+    luma = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    torch.testing.assert_close((out * luma).sum(1), (x * luma).sum(1), atol=1e-5, rtol=0)
+    chroma = lambda f: (f - (f * luma).sum(1, keepdim=True)).abs().mean((1, 2, 3))  # noqa: E731
+    share = chroma(out) / chroma(x)  # the share of each sample's saturation kept
+    touched = share < 1 - 1e-4
+    assert touched.any() and (~touched).any()
+    assert float(share.min()) >= SATURATION_MIN - 1e-4
+    grey = torch.full((4, 3, 8, 8), 0.3)
+    torch.testing.assert_close(AUGMENTATIONS["saturation"](grey, torch.Generator()), grey)
