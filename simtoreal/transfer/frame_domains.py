@@ -7,18 +7,23 @@ training batch:
 
 * ``randomized`` (training): a fresh random appearance per sample or episode, the same for every
   frame of it: a hue rotation, per-channel colour gains, contrast, brightness and additive
-  Gaussian sensor noise (:func:`simtoreal.transfer.augment.appearance`). Families covered: colour and lighting (global
-  affine changes only) and noise (additive Gaussian only); not blur, digital, geometry,
-  occlusion or texture. A random shift of a few pixels was tried and dropped: CartPole's cart
-  position spans about 12 pixels of a 64-pixel frame, and the shift drowned it.
+  Gaussian sensor noise (:func:`simtoreal.transfer.augment.appearance`). Families covered:
+  colour and lighting (global affine changes only) and noise (additive Gaussian only); not
+  blur, digital, geometry, occlusion or texture. A random shift of a few pixels was tried and
+  dropped: CartPole's cart position spans about 12 pixels of a 64-pixel frame, and the shift
+  drowned it. Training may add augmentations on top (``TransferConfig.augment``): CartPole's
+  preset adds linear lighting gradients and partial desaturation
+  (:mod:`simtoreal.transfer.augment`).
 * ``validation`` (choices only) and ``real`` (the test): two fixed combinations of shifts of the
   suite (:mod:`simtoreal.envs.shifts`) that training never applies, at severity 1-2 of 5
   (:data:`HELD_OUT`). ``validation``: vignetting, Gaussian blur, impulse noise, desaturation;
   ``real``: a gamma curve, JPEG compression, multiplicative (speckle) noise and a colour cast.
   Blur and digital are families training does not cover at all; a gamma curve, vignetting,
   impulse and speckle noise differ in kind from the training's gains, offsets and additive
-  noise; the colour cast (gains up to 0.2) lies just outside the training's 0.15. Their draws
-  are fixed per episode by the episode's seed (noise also per step).
+  noise; the colour cast (gains up to 0.2) lies just outside the training's 0.15. With
+  CartPole's ``saturation`` augmentation, validation's desaturation (to 0.5) lies inside what
+  its training does; vignetting stays radial where the ``lighting`` gradient is linear. Their
+  draws are fixed per episode by the episode's seed (noise also per step).
 
 No held-out domain moves the camera. A rolled camera changes the pole angle a frame shows
 (4 degrees is 0.07 rad, a third of CartPole's failure angle), which no adapter can undo without

@@ -512,3 +512,25 @@ def test_cartpole_preset_gives_32_keypoints_and_a_flag_wins():
     assert keypoints(with_transfer_preset(TransferConfig(), "Acrobot-v1")) == 16
     mine = TransferConfig(channels=(8, 8, 8), kernels=(3, 3, 1), strides=(2, 2, 1))
     assert keypoints(with_transfer_preset(mine, "CartPole-v1")) == 8
+
+
+def test_cartpole_preset_trains_with_lighting_and_saturation_and_a_flag_wins():
+    """CartPole's preset adds the lighting and saturation augmentations to training (chosen on
+    validation: docs/transfer.md); they reach the distiller after the ``randomized`` appearance,
+    other envs keep the default, and ``--augment`` replaces the preset's."""
+    from stable_baselines3 import PPO
+
+    from simtoreal.transfer.gym_pipeline import make_distiller
+    from simtoreal.transfer.presets import with_transfer_preset
+
+    teacher = PPO("MlpPolicy", gym.make("CartPole-v1"), device="cpu")  # untrained: labels only
+
+    def augment(cfg: TransferConfig) -> tuple[str, ...]:
+        cnn = torch.nn.Identity()  # the augmentations do not depend on the CNN
+        return make_distiller(cfg, teacher, cnn, "cpu").augment
+
+    cartpole = with_transfer_preset(TransferConfig(), "CartPole-v1")
+    assert augment(cartpole) == ("appearance", "cutout", "lighting", "saturation")
+    assert with_transfer_preset(TransferConfig(), "Acrobot-v1").augment == ("cutout",)
+    mine = with_transfer_preset(TransferConfig(augment=("hue",)), "CartPole-v1")
+    assert augment(mine) == ("appearance", "hue")
