@@ -13,7 +13,9 @@ frames; every frame of a sample gets the same draw) to one of the same shape:
 - ``cutout``: in half of the samples, one to three random squares of 6 to 16 pixels, each
   painted a random colour (occluders).
 - ``lighting``: a linear lighting gradient across the frame in a random direction, gain
-  ``1 + s * (projection - 0.5)`` with ``s`` up to 0.6 (the grid world's ``randomized`` range).
+  ``1 + s * p`` with ``p`` a pixel's position along that direction from the frame's centre (in
+  fractions of its height and width) and ``s`` up to 0.6 (the grid world's ``randomized``
+  range).
 - ``saturation``: in 40% of the samples, the colours pulled towards grey, keeping a share of
   0.3 to 1 of their saturation (the grid world's ``randomized`` range).
 """
@@ -145,8 +147,8 @@ LIGHTING, SATURATION_P, SATURATION_MIN = 0.6, 0.4, 0.3
 def lighting(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A multiplicative linear lighting gradient per sample, the same for every stacked frame.
 
-    Positions are fractions of the frame's height and width, so the gradient spans the frame
-    whatever its aspect; ``projection`` is a pixel's position along the random direction.
+    Positions are fractions of the frame's height and width from its centre, so the gradient
+    spans the frame whatever its aspect and leaves the frame's mean gain at 1.
     """
     b, _, h, w = x.shape
     dev = x.device

@@ -77,7 +77,8 @@ def test_lighting_is_a_centred_linear_gradient_within_its_range():
     # linear in both directions: second differences vanish
     assert float((out[:, 2:] - 2 * out[:, 1:-1] + out[:, :-2]).abs().max()) < 1e-5
     assert float((out[:, :, 2:] - 2 * out[:, :, 1:-1] + out[:, :, :-2]).abs().max()) < 1e-5
-    spread = out.amax((1, 2)) - out.amin((1, 2))  # at most LIGHTING * 0.5 * diagonal extent
+    # the gain spans at most LIGHTING * sqrt(2) (a diagonal gradient), times the grey's 0.5
+    spread = out.amax((1, 2)) - out.amin((1, 2))
     assert float(spread.max()) <= 0.5 * LIGHTING * 2**0.5 + 1e-5 and float(spread.max()) > 0.1
 
 
