@@ -10,7 +10,9 @@ The held-out domains are fixed combinations of shifts of the suite
 severity the combination uses, and evaluates every domain in this process (one env at a time,
 so the added domains need no subprocess to know them). Writes ``components-<domain>.json`` into
 the run directory (or ``--out``) and prints each return. Run it on validation to choose, not on
-``real``.
+``real``. Not :func:`simtoreal.transfer.robustness.shifted_policy`, which shifts what the policy
+is handed: each stacked frame would get the newest step's noise, and the static draws would
+follow the batch slot instead of the episode's seed; here each shift draws as inside the domain.
 """
 
 from __future__ import annotations

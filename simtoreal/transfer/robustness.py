@@ -35,6 +35,7 @@ AUGMENT_COVERS: dict[str, frozenset[str]] = {
     "grayscale": frozenset({"colour"}),
     "hue": frozenset({"colour"}),
     "cutout": frozenset({"occlusion"}),
+    "appearance": frozenset({"colour", "lighting", "noise"}),
     "lighting": frozenset({"lighting"}),
     "saturation": frozenset({"colour"}),
 }

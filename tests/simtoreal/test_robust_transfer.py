@@ -14,9 +14,10 @@ from simtoreal.agents.evaluate import model_policy_fn
 from simtoreal.agents.factory import load_teacher
 from simtoreal.agents.surgery import build_student
 from simtoreal.envs.sb3 import GridWorldVecEnv
+from simtoreal.envs.shifts import FAMILIES
 from simtoreal.errors import ConfigError
 from simtoreal.train import TrainConfig, train
-from simtoreal.transfer.augment import cutout
+from simtoreal.transfer.augment import AUGMENTATIONS, cutout
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.data import collect, paired_batch, random_actor
 from simtoreal.transfer.distill import Distiller, linear_decay
@@ -140,6 +141,10 @@ def test_robustness_score_leaves_out_what_augmentations_cover():
     assert "occlusion" not in covered_families("randomized")
     assert "occlusion" in covered_families("randomized", ["cutout"])
     assert covered_families("sim") == frozenset()
+    # every augmentation a run may name says what it covers (a run would otherwise fail after
+    # training, at the robustness check)
+    assert covered_families("sim", list(AUGMENTATIONS)) <= set(FAMILIES)
+    assert "lighting" in covered_families("sim", ["lighting"])
 
 
 def test_cutout_paints_occluders_of_one_colour_per_frame_across_a_stack():
