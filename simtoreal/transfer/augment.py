@@ -38,10 +38,12 @@ def _per_frame(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, 3, *x.shape[2:])
 
 
-def _luma(frames: torch.Tensor) -> torch.Tensor:
-    """Rec. 601 luma of ``(B, k, 3, H, W)`` frames. Shape: (B, k, 1, H, W)."""
+def _desaturate(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Each sample's colours moved towards their Rec. 601 luma, keeping the share ``keep`` of
+    the saturation (0: grey, 1: unchanged; exact at both ends). Shapes: (B, 3k, H, W), (B,)."""
+    frames = _per_frame(x)
     luma = torch.einsum("bkchw,c->bkhw", frames, frames.new_tensor([0.299, 0.587, 0.114]))
-    return luma[:, :, None]
+    return torch.lerp(luma[:, :, None], frames, keep[:, None, None, None, None]).reshape(x.shape)
 
 
 def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -57,11 +59,8 @@ def shift(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
 
 
 def grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    frames = _per_frame(x)
-    luma = _luma(frames)
     pick = torch.rand(x.shape[0], generator=gen, device=x.device) < p
-    out = torch.where(pick[:, None, None, None, None], luma.expand_as(frames), frames)
-    return out.reshape(x.shape)
+    return _desaturate(x, (~pick).to(x.dtype))
 
 
 def hue(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -166,8 +165,7 @@ def saturation(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     b, dev = x.shape[0], x.device
     keep = SATURATION_MIN + (1 - SATURATION_MIN) * torch.rand(b, generator=gen, device=dev)
     keep = torch.where(torch.rand(b, generator=gen, device=dev) < SATURATION_P, keep, 1.0)
-    frames = _per_frame(x)
-    return torch.lerp(_luma(frames), frames, keep[:, None, None, None, None]).reshape(x.shape)
+    return _desaturate(x, keep)
 
 
 AUGMENTATIONS: dict[str, Augment] = {
