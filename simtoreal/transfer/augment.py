@@ -42,7 +42,8 @@ def _desaturate(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Each sample's colours moved towards their Rec. 601 luma, keeping the share ``keep`` of
     the saturation (0: grey, 1: unchanged; exact at both ends). Shapes: (B, 3k, H, W), (B,)."""
     frames = _per_frame(x)
-    luma = torch.einsum("bkchw,c->bkhw", frames, frames.new_tensor([0.299, 0.587, 0.114]))
+    # three scaled planes rather than an einsum over the colour axis: a third of the time on CPU
+    luma = 0.299 * frames[:, :, 0] + 0.587 * frames[:, :, 1] + 0.114 * frames[:, :, 2]
     return torch.lerp(luma[:, :, None], frames, keep[:, None, None, None, None]).reshape(x.shape)
 
 
@@ -130,13 +131,16 @@ def appearance(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     colour = hue_rotation(uniform(b) * math.radians(HUE_DEGREES))
     colour = (1 + GAIN * uniform(b, 3, 1)) * colour  # gains scale the rows
     contrast = 1 + CONTRAST * uniform(b, 1, 1)
-    pixels = x.reshape(b, k, 3, h * w).transpose(1, 2).reshape(b, 3, k * h * w)
-    mean = (colour @ pixels.mean(2, keepdim=True)).mean(1, keepdim=True)  # (B, 1, 1)
+    # Frames stay in their (B, k, 3, H*W) layout (the colour map broadcasts over k), so no pass
+    # over the batch goes to transposing it; the offset rides on the noise, which is per sample.
+    frames = x.reshape(b, k, 3, h * w)
+    mean = (colour @ frames.mean((1, 3))[:, :, None]).mean(1, keepdim=True)  # (B, 1, 1)
     offset = (1 - contrast) * mean + BRIGHTNESS * uniform(b, 1, 1)
-    out = torch.baddbmm(offset, contrast * colour, pixels).reshape(b, 3, k, h, w)
-    sigma = NOISE_SIGMA * torch.rand(b, 1, 1, 1, 1, generator=gen, device=dev)
-    out += sigma * torch.randn(b, 3, 1, h, w, generator=gen, device=dev)
-    return out.clamp_(0.0, 1.0).transpose(1, 2).reshape(b, c, h, w)
+    sigma = NOISE_SIGMA * torch.rand(b, 1, 1, generator=gen, device=dev)
+    noise = sigma * torch.randn(b, 3, h * w, generator=gen, device=dev) + offset
+    out = torch.matmul((contrast * colour)[:, None], frames)
+    out += noise[:, None]
+    return out.clamp_(0.0, 1.0).reshape(b, c, h, w)
 
 
 #: Strongest ``lighting`` gradient; ``saturation``: share of samples and least saturation kept.
