@@ -3,8 +3,10 @@
 :func:`prefer_huge_pages` asks PyTorch's CPU allocator to back large tensors with transparent
 huge pages. Adapter training allocates a fresh batch of frames (47 MB for 256 CartPole samples
 of 3 stacked 40x128 frames) at every augmentation and layer, and without huge pages each one is
-mapped and zeroed 4 KiB page by page: on the 2-core development machine one CartPole training
-step took 318-338 ms without and 193-236 ms with them (``benchmarks/results/anyenv.md``).
+mapped and zeroed 4 KiB page by page: on the 2-core development machine a CartPole training
+step took 258 ms without and 162 ms with them, a Pendulum one 155 and 85 ms (medians of three
+processes each, ``benchmarks/results/adapter_step.md``; docs/design.md, "CPU speed of adapter
+training").
 """
 
 from __future__ import annotations
