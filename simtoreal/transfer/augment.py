@@ -18,6 +18,12 @@ frames; every frame of a sample gets the same draw) to one of the same shape:
   range).
 - ``saturation``: in 40% of the samples, the colours pulled towards grey, keeping a share of
   0.3 to 1 of their saturation (the grid world's ``randomized`` range).
+- ``blur``: in half of the samples, a low-pass of random strength: the frame mixed (weight 0.3
+  to 1) with a copy averaged over 2x2 pixels and scaled back up bilinearly (an unfocused lens or
+  a coarser sensor), the same for every frame.
+- ``impulse``: in half of the samples, up to 2% of the pixels of each frame turned black or
+  white (dead and hot pixels, transmission errors). The one draw that differs between the
+  stacked frames of a sample, as a sensor's noise differs from step to step.
 """
 
 from __future__ import annotations
@@ -172,6 +178,39 @@ def saturation(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return _desaturate(x, keep)
 
 
+#: ``blur``: share of samples and least weight of the low-passed copy; ``impulse``: share of
+#: samples and most of the pixels hit.
+BLUR_P, BLUR_MIN = 0.5, 0.3
+IMPULSE_P, IMPULSE_MOST = 0.5, 0.02
+
+
+def blur(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Low-pass a share of the samples: the frame mixed with a copy averaged over 2x2 pixels
+    and scaled back up bilinearly (exactly the frame where the weight is 0).
+
+    Cheap by design: a Gaussian with a per-sample sigma, as a depthwise convolution or a banded
+    matrix product, cost several times this on 2 CPU cores for a (256, 9, 40, 128) batch.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    weight = BLUR_MIN + (1 - BLUR_MIN) * torch.rand(b, generator=gen, device=dev)
+    weight = torch.where(torch.rand(b, generator=gen, device=dev) < BLUR_P, weight, 0.0)
+    low = F.interpolate(F.avg_pool2d(x, 2, ceil_mode=True), size=(h, w), mode="bilinear")
+    return torch.lerp(x, low, weight[:, None, None, None])
+
+
+def impulse(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Salt-and-pepper noise: each hit pixel (all three channels) black or white at random."""
+    b, dev = x.shape[0], x.device
+    frames = _per_frame(x)
+    rate = IMPULSE_MOST * torch.rand(b, generator=gen, device=dev)
+    rate = torch.where(torch.rand(b, generator=gen, device=dev) < IMPULSE_P, rate, 0.0)
+    rate = rate[:, None, None, None, None]
+    u = torch.rand(*frames.shape[:2], 1, *frames.shape[3:], generator=gen, device=dev)
+    # u is uniform below the rate on a hit pixel: its lower half turns black, its upper white
+    return torch.where(u < rate, (u >= rate / 2).to(x.dtype), frames).reshape(x.shape)
+
+
 AUGMENTATIONS: dict[str, Augment] = {
     "shift": shift,
     "grayscale": grayscale,
@@ -180,6 +219,8 @@ AUGMENTATIONS: dict[str, Augment] = {
     "appearance": appearance,
     "lighting": lighting,
     "saturation": saturation,
+    "blur": blur,
+    "impulse": impulse,
 }
 
 

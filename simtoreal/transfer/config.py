@@ -95,8 +95,9 @@ class TransferConfig:
     augment: tuple[str, ...] = ("cutout",)
     """Frame augmentations of every training batch, any of: shift (DrQ), grayscale, hue,
     cutout (occluders; the default, chosen on the validation world: docs/transfer.md), lighting
-    (a linear lighting gradient), saturation (partial desaturation). Each covers a family of the
-    robustness suite, which the robustness score then leaves out."""
+    (a linear lighting gradient), saturation (partial desaturation), blur (a low-pass of random
+    strength), impulse (black and white pixels). Each covers a family of the robustness suite,
+    which the robustness score then leaves out."""
     lr: float = 2e-3
     """Peak Adam learning rate of the adapter (linear warm-up, then linear decay to 0)."""
     max_train_seconds: float | None = None

@@ -38,6 +38,8 @@ AUGMENT_COVERS: dict[str, frozenset[str]] = {
     "appearance": frozenset({"colour", "lighting", "noise"}),
     "lighting": frozenset({"lighting"}),
     "saturation": frozenset({"colour"}),
+    "blur": frozenset({"blur"}),
+    "impulse": frozenset({"noise"}),
 }
 
 

@@ -24,7 +24,11 @@ def test_each_augmentation_keeps_shape_and_range_and_is_seeded(name):
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, x)
 
 
-@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+#: Sensor noise that changes from frame to frame, as a camera's does.
+PER_FRAME = {"impulse"}
+
+
+@pytest.mark.parametrize("name", sorted(set(AUGMENTATIONS) - PER_FRAME))
 def test_stacked_frames_of_a_sample_get_the_same_draw(name):
     one = _frames()
     two = torch.cat([one, one], dim=1)  # the same frame stacked twice
@@ -96,3 +100,31 @@ def test_saturation_keeps_luma_and_greys_and_desaturates_some_samples():
     assert float(share.min()) >= SATURATION_MIN - 1e-4
     grey = torch.full((4, 3, 8, 8), 0.3)
     torch.testing.assert_close(AUGMENTATIONS["saturation"](grey, torch.Generator()), grey)
+
+
+def test_blur_low_passes_some_samples_keeping_their_mean_and_leaves_the_others():
+    x = torch.zeros(32, 6, 24, 24)
+    x[:, :, 12, 12] = 1.0  # one bright pixel: a blurred sample spreads it and keeps its mass
+    out = AUGMENTATIONS["blur"](x, torch.Generator().manual_seed(0))
+    untouched = (out == x).all(dim=(1, 2, 3))
+    blurred = (out[:, :, 12, 12] < 1.0).all(dim=1)
+    assert untouched.any() and blurred.any() and bool((untouched ^ blurred).all())
+    mass = out.sum(dim=(2, 3))
+    assert torch.allclose(mass, torch.ones_like(mass), atol=1e-5)
+    b = out[blurred]
+    # a low-pass: the neighbours get some of the pixel, nothing goes negative or beyond it
+    assert bool((b[..., 11:14, 11:14].sum(dim=(2, 3)) > 0.99 * b[..., 12, 12]).all())
+    assert float(b.min()) >= 0.0 and bool((b[..., 13, 13] > 0).all())
+
+
+def test_impulse_sets_a_few_pixels_black_or_white_differently_in_each_frame():
+    x = torch.full((64, 6, 32, 32), 0.5)
+    out = AUGMENTATIONS["impulse"](x, torch.Generator().manual_seed(0))
+    frames = out.reshape(64, 2, 3, 32, 32)
+    hit = (frames != 0.5).any(dim=2)  # (B, k, H, W)
+    assert bool(((frames == 0.0) | (frames == 1.0) | (frames == 0.5)).all())
+    assert bool((frames.amin(dim=2) == frames.amax(dim=2)).all())  # a pixel's channels together
+    share = hit.float().mean(dim=(1, 2, 3))
+    assert float(share.max()) <= 0.03 and int((share == 0).sum()) >= 16  # about half clean
+    assert bool((frames == 0.0).any()) and bool((frames == 1.0).any())
+    assert not torch.equal(hit[:, 0], hit[:, 1])  # each stacked frame its own pixels
