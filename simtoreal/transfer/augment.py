@@ -188,8 +188,8 @@ def blur(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Low-pass a share of the samples: the frame mixed with a copy averaged over 2x2 pixels
     and scaled back up bilinearly (exactly the frame where the weight is 0).
 
-    Cheap by design: a Gaussian with a per-sample sigma, as a depthwise convolution or a banded
-    matrix product, cost several times this on 2 CPU cores for a (256, 9, 40, 128) batch.
+    Cheap by design: a Gaussian with a per-sample sigma (as a depthwise convolution or a banded
+    matrix product) measured slower on a (256, 9, 40, 128) batch on 2 CPU cores.
     """
     b, _, h, w = x.shape
     dev = x.device

@@ -112,9 +112,10 @@ def test_blur_low_passes_some_samples_keeping_their_mean_and_leaves_the_others()
     mass = out.sum(dim=(2, 3))
     assert torch.allclose(mass, torch.ones_like(mass), atol=1e-5)
     b = out[blurred]
-    # a low-pass: the neighbours get some of the pixel, nothing goes negative or beyond it
-    assert bool((b[..., 11:14, 11:14].sum(dim=(2, 3)) > 0.99 * b[..., 12, 12]).all())
-    assert float(b.min()) >= 0.0 and bool((b[..., 13, 13] > 0).all())
+    # a low-pass: the neighbours on every side get some of the pixel, and nothing goes negative
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        assert bool((b[..., 12 + dy, 12 + dx] > 0).all())
+    assert float(b.min()) >= 0.0
 
 
 def test_impulse_sets_a_few_pixels_black_or_white_differently_in_each_frame():
