@@ -78,9 +78,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+#: id prefix -> overrides of every env of a family, under the id's own entry (which wins).
+FAMILY_PRESETS: dict[str, dict[str, Any]] = {
+    # MiniGrid's observation (a dict holding the mission string) cannot be flattened; its whole
+    # grid, one-hot, is the state of any MiniGrid or BabyAI layout (envs/state_fns.py).
+    "MiniGrid-": {"state_fn": "minigrid_full"},
+    "BabyAI-": {"state_fn": "minigrid_full"},
+}
+
+
+def family_preset(table: dict[str, dict[str, Any]], env_id: str) -> dict[str, Any]:
+    """The entry of ``table`` (id prefix -> overrides) whose prefix starts ``env_id``'s name
+    (``PACKAGE:`` dropped); empty when none does."""
+    name = env_id.rpartition(":")[2]
+    return next((v for prefix, v in table.items() if name.startswith(prefix)), {})
+
+
 def preset_for(env_id: str) -> dict[str, Any]:
-    """The overrides of ``env_id`` (empty when it has none); a copy, safe to change."""
-    return copy.deepcopy(PRESETS.get(env_id, {}))
+    """The overrides of ``env_id``: its family's (:data:`FAMILY_PRESETS`), then its own (empty
+    when it has neither); a copy, safe to change."""
+    return copy.deepcopy({**family_preset(FAMILY_PRESETS, env_id), **PRESETS.get(env_id, {})})
 
 
 def with_preset(data: dict[str, Any], env_id: str) -> dict[str, Any]:

@@ -102,9 +102,15 @@ def print_gym_summary(summary: dict, console: Console) -> None:
     row("random actions", "floor", summary["random_policy"])
     console.print(table)
     rec, tr = summary["recovered"], summary["train"]
+    share = rec[rec["headline"]]
+    headline = (
+        f"recovered {share:.3f} ({rec['headline']}) zero-shot in real"
+        if share is not None
+        else f"recovered: undefined ({rec['undefined']})"
+    )
     console.print(
-        f"recovered {rec[rec['headline']]:.3f} ({rec['headline']}) zero-shot in real | adapter: "
-        f"{tr['frames']:,} frames, {tr['wall_time_s']:.1f} s | run: {summary['run_dir']}"
+        f"{headline} | adapter: {tr['frames']:,} frames, {tr['wall_time_s']:.1f} s | run: "
+        f"{summary['run_dir']}"
     )
 
 

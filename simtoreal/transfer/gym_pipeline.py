@@ -230,7 +230,8 @@ def _run(
         student = save_student(teacher, distiller, cfg, run_dir / "student.zip")
         results = evaluate_gym_transfer(teacher, distiller, tcfg, cfg)
         rec = results["recovered"]
-        writer.add_scalar("transfer/recovered_real", rec[rec["headline"]], train["samples"])
+        if rec[rec["headline"]] is not None:
+            writer.add_scalar("transfer/recovered_real", rec[rec["headline"]], train["samples"])
     if cfg.gif_episodes:
         write_gym_student_gif(distiller, tcfg, cfg, run_dir / "student.gif")
     summary = {
@@ -428,13 +429,21 @@ def recovered(student: dict, teacher: dict, floor: dict) -> dict:
             "success_ratio": student["success_rate"] / teacher["success_rate"],
         }
     s, t, r = (x["mean_return"] for x in (student, teacher, floor))
-    return {
+    out = {
         "headline": "return_share_over_random",
-        "return_share_over_random": (s - r) / (t - r) if t != r else float("nan"),
-        "return_ratio": s / t if t else float("nan"),
+        "return_share_over_random": (s - r) / (t - r) if t > r else None,
+        "return_ratio": s / t if t else None,
     }
+    if t <= r:  # None, not NaN: summary.json stays strict JSON
+        out["undefined"] = (
+            f"the teacher's return ({t:.1f}) is no better than random actions' ({r:.1f}), so "
+            "there is nothing to recover: train the teacher longer (--total-steps) and check "
+            "its return before transferring it."
+        )
+    return out
 
 
-def headline(summary: dict) -> float:
+def headline(summary: dict) -> float | None:
+    """The run's headline share; None when the teacher is no better than random."""
     rec = summary["recovered"]
     return rec[rec["headline"]]

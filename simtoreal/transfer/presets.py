@@ -14,6 +14,7 @@ import copy
 import dataclasses
 from typing import Any
 
+from simtoreal.train.presets import family_preset
 from simtoreal.transfer.config import TransferConfig
 
 #: What a third-party env gets unless its preset or a flag says otherwise: a state estimator
@@ -66,9 +67,21 @@ TRANSFER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: id prefix -> overrides of every env of a family, under the id's own entry (which wins).
+TRANSFER_FAMILIES: dict[str, dict[str, Any]] = {
+    # A MiniGrid state is a grid of cells (the teacher's minigrid_full): the flattened feature
+    # map holds it where keypoints could not (DoorKey, above), and nothing moves between steps
+    # that one frame does not show.
+    "MiniGrid-": {"frame_stack": 1, "pool": "flatten"},
+    "BabyAI-": {"frame_stack": 1, "pool": "flatten"},
+}
+
+
 def transfer_preset(env_id: str) -> dict[str, Any]:
-    """The transfer defaults of a third-party env id (a copy, safe to change)."""
-    return copy.deepcopy({**GYM_DEFAULTS, **TRANSFER_PRESETS.get(env_id, {})})
+    """The transfer defaults of a third-party env id: :data:`GYM_DEFAULTS`, then its family's
+    (:data:`TRANSFER_FAMILIES`), then its own entry (a copy, safe to change)."""
+    family = family_preset(TRANSFER_FAMILIES, env_id)
+    return copy.deepcopy({**GYM_DEFAULTS, **family, **TRANSFER_PRESETS.get(env_id, {})})
 
 
 def with_transfer_preset(cfg: TransferConfig, env_id: str) -> TransferConfig:

@@ -203,6 +203,18 @@ def test_the_preset_fills_in_and_a_flag_wins(monkeypatch):
     )
 
 
+def test_a_minigrid_id_without_its_own_preset_gets_the_full_grid_state_and_a_flag_wins(
+    monkeypatch,
+):
+    # MiniGrid's dict observation cannot be flattened: the family preset names the state
+    # function, so any MiniGrid or BabyAI id trains without --state-fn.
+    for env_id in ("MiniGrid-Empty-5x5-v0", "minigrid:MiniGrid-Empty-8x8-v0"):
+        assert _parsed(monkeypatch, env_id, "--total-steps", "999").state_fn == "minigrid_full"
+    mine = _parsed(monkeypatch, "MiniGrid-Empty-5x5-v0", "--state-fn", "minigrid_pose")
+    assert mine.state_fn == "minigrid_pose"
+    assert _parsed(monkeypatch, "Acrobot-v1").state_fn is None
+
+
 # -- bad input: a clear error that names the fix, exit status 2, nothing written --------------
 
 

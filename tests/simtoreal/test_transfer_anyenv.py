@@ -23,6 +23,7 @@ from simtoreal.transfer.augment import appearance
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.frame_domains import FRAME_DOMAINS, apply_frame_domain
 from simtoreal.transfer.gym_data import PairedEnvMaker, collect_vector, random_actions, vector_env
+from simtoreal.transfer.gym_pipeline import recovered
 from simtoreal.transfer.heads import teacher_head
 from simtoreal.transfer.pipeline import load_student, run_transfer
 from simtoreal.transfer.training import CHECKPOINT_FILE
@@ -497,6 +498,10 @@ def test_pool_reaches_the_estimator_through_config_and_presets():
     doorkey = with_transfer_preset(TransferConfig(), "MiniGrid-DoorKey-5x5-v0")
     assert (doorkey.pool, doorkey.frame_stack) == ("flatten", 1)
     assert with_transfer_preset(TransferConfig(), "Acrobot-v1").pool == "spatial_softmax"
+    # any other MiniGrid id gets the family's pooling and stack, not DoorKey's own budget
+    empty = with_transfer_preset(TransferConfig(), "MiniGrid-Empty-8x8-v0")
+    assert (empty.pool, empty.frame_stack, empty.frames) == ("flatten", 1, 60_000)
+    assert doorkey.frames == 80_000
 
 
 def test_cartpole_preset_gives_32_keypoints_and_a_flag_wins():
@@ -534,3 +539,19 @@ def test_cartpole_preset_trains_with_lighting_and_saturation_and_a_flag_wins():
     assert with_transfer_preset(TransferConfig(), "Acrobot-v1").augment == ("cutout",)
     mine = with_transfer_preset(TransferConfig(augment=("hue",)), "CartPole-v1")
     assert augment(mine) == ("appearance", "hue")
+
+
+def _returns(mean_return: float) -> dict:
+    return {"success_rate": None, "mean_return": mean_return}
+
+
+def test_recovered_is_the_share_from_random_to_teacher_and_undefined_without_a_gap():
+    rec = recovered(_returns(-300.0), _returns(-100.0), _returns(-500.0))
+    assert rec["return_share_over_random"] == pytest.approx(0.5) and "undefined" not in rec
+    # MountainCar after a short run: teacher and random both at -200. NaN would make summary.json
+    # invalid JSON; the share is None and the reason names the fix.
+    for teacher in (-200.0, -250.0):
+        rec = recovered(_returns(-200.0), _returns(teacher), _returns(-200.0))
+        assert rec["return_share_over_random"] is None
+        assert "no better than random" in rec["undefined"] and "--total-steps" in rec["undefined"]
+        json.dumps(rec, allow_nan=False)
