@@ -51,6 +51,7 @@ def worker(env_id: str, steps: int) -> dict:
     import torch
     from stable_baselines3 import PPO
 
+    from simtoreal.agents.adapter import frames_to_tensor
     from simtoreal.transfer.augment import apply_augmentations
     from simtoreal.transfer.config import TransferConfig
     from simtoreal.transfer.data import PairedData
@@ -75,7 +76,7 @@ def worker(env_id: str, steps: int) -> dict:
     start = time.perf_counter()
     distiller.fit(data, 1, optimizer, cfg.batch_size, seed=1)
     step_ms = (time.perf_counter() - start) / steps * 1000
-    batch = torch.as_tensor(images[: cfg.batch_size]).permute(0, 3, 1, 2).float() / 255
+    batch = frames_to_tensor(images[: cfg.batch_size])
     names = distiller.augment
     gen = torch.Generator().manual_seed(0)
     apply_augmentations(batch, names, gen)

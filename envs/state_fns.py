@@ -149,11 +149,18 @@ class StateObservation(gym.ObservationWrapper):
         return np.asarray(self._fn(observation, self.env), dtype=np.float32)
 
 
+def env_package(env_id: str) -> str | None:
+    """The package that registers ``env_id``: the ``PACKAGE`` of ``PACKAGE:ID``, else the one
+    :data:`ENV_PACKAGES` names for its prefix; None for ids Gymnasium registers itself."""
+    module, _, name = env_id.rpartition(":")
+    return module or next((p for k, p in ENV_PACKAGES.items() if name.startswith(k)), None)
+
+
 def spec_of(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id``, importing the package that registers it if needed
     (``MiniGrid-*``, or ``package:EnvId``); an unknown id names the closest registered ones."""
-    module, _, name = env_id.rpartition(":")
-    package = module or next((p for k, p in ENV_PACKAGES.items() if name.startswith(k)), None)
+    name = env_id.rpartition(":")[2]
+    package = env_package(env_id)
     if package is not None and name not in gym.registry:
         try:
             importlib.import_module(package)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from simtoreal.envs.state_fns import env_package
+
 #: Config fields that are nested configs: a preset and a user's values merge key by key.
 NESTED = ("policy", "ppo", "a2c", "dqn", "sac", "td3")
 
@@ -78,20 +80,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-#: id prefix -> overrides of every env of a family, under the id's own entry (which wins).
+#: package that registers the ids (envs/state_fns.py's ``env_package``) -> overrides of every
+#: env it registers, under the id's own entry (which wins).
 FAMILY_PRESETS: dict[str, dict[str, Any]] = {
     # MiniGrid's observation (a dict holding the mission string) cannot be flattened; its whole
     # grid, one-hot, is the state of any MiniGrid or BabyAI layout (envs/state_fns.py).
-    "MiniGrid-": {"state_fn": "minigrid_full"},
-    "BabyAI-": {"state_fn": "minigrid_full"},
+    "minigrid": {"state_fn": "minigrid_full"},
 }
 
 
 def family_preset(table: dict[str, dict[str, Any]], env_id: str) -> dict[str, Any]:
-    """The entry of ``table`` (id prefix -> overrides) whose prefix starts ``env_id``'s name
-    (``PACKAGE:`` dropped); empty when none does."""
-    name = env_id.rpartition(":")[2]
-    return next((v for prefix, v in table.items() if name.startswith(prefix)), {})
+    """The entry of ``table`` (registering package -> overrides) for ``env_id``; empty when its
+    package has none."""
+    return table.get(env_package(env_id) or "", {})
 
 
 def preset_for(env_id: str) -> dict[str, Any]:

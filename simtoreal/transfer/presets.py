@@ -67,13 +67,13 @@ TRANSFER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-#: id prefix -> overrides of every env of a family, under the id's own entry (which wins).
+#: package that registers the ids -> overrides of every env it registers, under the id's own
+#: entry (which wins); as the teacher presets' FAMILY_PRESETS.
 TRANSFER_FAMILIES: dict[str, dict[str, Any]] = {
     # A MiniGrid state is a grid of cells (the teacher's minigrid_full): the flattened feature
     # map holds it where keypoints could not (DoorKey, above), and nothing moves between steps
-    # that one frame does not show.
-    "MiniGrid-": {"frame_stack": 1, "pool": "flatten"},
-    "BabyAI-": {"frame_stack": 1, "pool": "flatten"},
+    # that one frame does not show. MiniGrid-* and BabyAI-* ids alike.
+    "minigrid": {"frame_stack": 1, "pool": "flatten"},
 }
 
 
