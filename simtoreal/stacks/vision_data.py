@@ -3,6 +3,7 @@
 A :class:`DetectionSet` holds square uint8 frames ``(N, S, S, 3)`` and, per frame, xyxy pixel
 boxes ``(n_i, 4)`` and class ids ``(n_i,)``. The world sets render several worlds (0 to 8
 obstacles) so that the number of objects varies; their boxes are exact (envs/detection.py).
+:func:`to_input` turns a batch of frames into the model's input on a torch device.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from simtoreal.envs.detection import CLASSES, render_detection
 from simtoreal.envs.render import Renderer
@@ -121,9 +124,44 @@ def check_images(images: np.ndarray, image_size: int | None = None) -> np.ndarra
     return images
 
 
-def to_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 frames ``(B, S, S, 3)`` -> float ``(B, 3, S, S)`` in [0, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+def to_input(images: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 frames ``(B, S, S, 3)`` -> float ``(B, 3, S, S)`` in [0, 1] on ``device`` (default
+    CPU).
+
+    The frames travel as uint8 (a quarter of the bytes of float32) and are converted where they
+    land; on CUDA the result is channels_last, the layout of the model (:func:`to_device`).
+    """
+    frames = torch.from_numpy(images)
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cpu":
+        return frames.permute(0, 3, 1, 2).float().div_(255.0)
+    frames = frames.to(device, non_blocking=True).permute(0, 3, 1, 2)
+    return frames.to(torch.float32, memory_format=torch.channels_last).div_(255.0)
+
+
+# --------------------------------------------------------------------------- devices
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def to_device(module: M, device: torch.device | str) -> M:
+    """``module`` moved to ``device``; on CUDA its conv weights are also made channels_last (the
+    layout Hopper's bf16 convolutions are fastest in). On CPU the layout is left alone."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return module.to(device, memory_format=torch.channels_last)
+    return module.to(device)
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (CPU for a module without parameters)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The context of a forward pass: bf16 autocast on ``device`` for ``precision="bf16"``,
+    a no-op for ``"fp32"``. Weights stay float32 either way."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 # --------------------------------------------------------------------------- COCO format

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simtoreal.runs import atomic_write_bytes
-from simtoreal.stacks.vision_data import DetectionSet, to_input
+from simtoreal.stacks.vision_data import DetectionSet, autocast, device_of, to_device, to_input
 from simtoreal.stacks.vision_trunks import SOURCE_FORMAT, Trunk, read_state_dict
 
 COUNTED = ("obstacle", "distractor")
@@ -53,21 +53,29 @@ def train_source(
     lr: float = 2e-3,
     seed: int = 0,
     on_step=None,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> CountHead:
-    """Train ``trunk`` and a new count head on ``data`` (all parameters, AdamW, cosine lr)."""
-    channels = trunk(to_input(data.images[:1])).shape[1]
-    head = CountHead(channels)
+    """Train ``trunk`` and a new count head on ``data`` (all parameters, AdamW, cosine lr) on
+    ``device`` (default: where the trunk is; the trunk is moved there), under bf16 autocast for
+    ``precision="bf16"``. The batch order comes from a CPU generator, the same on every device."""
+    device = device_of(trunk) if device is None else torch.device(device)
+    trunk = to_device(trunk, device)
+    channels = trunk(to_input(data.images[:1], device)).shape[1]
+    head = to_device(CountHead(channels), device)
     params = [*trunk.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    targets = count_targets(data)
+    targets = count_targets(data).to(device)
     generator = torch.Generator().manual_seed(seed)
     steps = epochs * math.ceil(len(data) / batch_size)
     trunk.train()
     for step, index in enumerate(_batches(len(data), batch_size, epochs, generator)):
         for group in optimizer.param_groups:
             group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-        logits = head(trunk(to_input(data.images[index])))
-        loss = F.cross_entropy(logits.flatten(0, 1), targets[index].flatten())
+        rows = torch.from_numpy(index).to(device)
+        with autocast(device, precision):
+            logits = head(trunk(to_input(data.images[index], device)))
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets[rows].flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -85,26 +93,35 @@ def _batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
 
 
 @torch.no_grad()
-def count_accuracy(trunk: nn.Module, head: CountHead, data: DetectionSet, batch: int = 64) -> float:
-    """Share of (frame, counted class) pairs counted exactly, with the trunk in eval mode."""
+def count_accuracy(
+    trunk: nn.Module, head: CountHead, data: DetectionSet, batch: int = 64, precision: str = "fp32"
+) -> float:
+    """Share of (frame, counted class) pairs counted exactly, with the trunk in eval mode, on the
+    trunk's device (the head is moved there)."""
+    device = device_of(trunk)
+    head = head.to(device)
     was = trunk.training
     trunk.eval()
-    targets = count_targets(data)
+    targets = count_targets(data).to(device)
     hits = []
     for i in range(0, len(data), batch):
-        logits = head(trunk(to_input(data.images[i : i + batch])))
+        with autocast(device, precision):
+            logits = head(trunk(to_input(data.images[i : i + batch], device)))
         hits.append(logits.argmax(-1) == targets[i : i + batch])
     trunk.train(was)
     return float(torch.cat(hits).float().mean())
 
 
 def save_source(path: Path, trunk: Trunk, head: CountHead, meta: dict) -> None:
-    """The backbone's and the count head's tensors with ``meta`` as one safetensors file."""
+    """The backbone's and the count head's tensors (as CPU tensors) with ``meta`` as one
+    safetensors file."""
     from safetensors.torch import save
 
     backbone = trunk.backbone[0]
-    tensors = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
-    tensors |= {f"count_head.{k}": v.detach().contiguous() for k, v in head.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    tensors |= {
+        f"count_head.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()
+    }
     metadata = {"format": SOURCE_FORMAT, "backbone": trunk.name, "layer": trunk.layer}
     metadata |= {k: json.dumps(v) for k, v in meta.items()}
     atomic_write_bytes(path, save(tensors, metadata=metadata))

@@ -6,7 +6,8 @@ evaluation frames (``sim`` and ``real`` at each severity), get the trunk's weigh
 pretrain it on the source task, counting objects, and save it), build ``trunk -> adapter -> head``,
 train with per-epoch checkpoints, then evaluate mAP per domain, the source task's accuracy after
 training (forgetting), draw predicted and true boxes on ``real`` frames, and write
-``summary.json`` and ``report.md``. ``--resume RUN_DIR`` continues a killed run.
+``summary.json`` and ``report.md``. ``--resume RUN_DIR`` continues a killed run (``--device``
+may name another device than the one it started on: checkpoints hold CPU tensors).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import tyro
 
+from simtoreal.device import resolve_device
 from simtoreal.errors import CheckpointError, ConfigError, RunDirError
 from simtoreal.runs import (
     CONFIG_FILE,
@@ -44,8 +46,8 @@ from simtoreal.stacks.vision import (
     predict,
     trunk_of,
 )
-from simtoreal.stacks.vision_data import DetectionSet, load_coco, world_set
-from simtoreal.train.cli import resume_flag
+from simtoreal.stacks.vision_data import DetectionSet, device_of, load_coco, world_set
+from simtoreal.train.cli import flag_value, resume_flag
 
 PROG = "python -m simtoreal.train vision"
 SOURCE_FILE, SUMMARY_FILE, METRICS_FILE = "source.safetensors", "summary.json", "metrics.jsonl"
@@ -141,17 +143,20 @@ class VisionRunConfig(VisionConfig):
 
 def train(config: VisionRunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     """Train a new detector into ``config.run_dir`` and return the summary."""
+    resolve_device(config.device)  # a missing GPU is refused before the run directory is made
     config = dataclasses.replace(config, run_dir=config.run_dir or default_run_dir("vision"))
     run_dir = prepare_run_dir(config.run_dir, overwrite=overwrite, config=config.to_dict())
     return _run(config, run_dir)
 
 
-def resume(run_dir: str | Path) -> dict[str, Any]:
-    """Continue a killed run from its last epoch checkpoint."""
-    run_dir = prepare_run_dir(run_dir, resume=True)
-    if (run_dir / SUMMARY_FILE).is_file():
+def resume(run_dir: str | Path, device: str | None = None) -> dict[str, Any]:
+    """Continue a killed run from its last epoch checkpoint, on ``device`` if given (else on the
+    device of its config.json)."""
+    saved = load_config(run_dir)
+    if (Path(run_dir) / SUMMARY_FILE).is_file():
         raise RunDirError(f"{run_dir} already finished ({SUMMARY_FILE} exists): nothing to resume.")
-    config = VisionRunConfig.from_dict(load_config(run_dir))
+    config = VisionRunConfig.from_dict(saved if device is None else {**saved, "device": device})
+    run_dir = prepare_run_dir(run_dir, resume=True)
     return _run(dataclasses.replace(config, run_dir=run_dir), run_dir)
 
 
@@ -177,7 +182,10 @@ def _run(config: VisionRunConfig, run_dir: Path) -> dict[str, Any]:
         forgetting = measure_forgetting(stack, config, source_info, weights, info["channels"])
         picture_set = eval_sets.get("real@0.5") or next(iter(eval_sets.values()))
         draw_boxes(stack, picture_set, config, run_dir / PICTURE_FILE)
-        summary = make_summary(config, run_dir, info, source_info, results, forgetting, train_s)
+        device = device_name(device_of(stack))
+        summary = make_summary(
+            config, run_dir, info, source_info, results, forgetting, train_s, device
+        )
         summary["wall_time_s"] = round(time.perf_counter() - start + offset.get("setup", 0.0), 1)
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
         atomic_write_bytes(run_dir / REPORT_FILE, report_markdown(summary).encode())
@@ -230,15 +238,17 @@ def pretrain_source(config: VisionRunConfig, path: Path, writer) -> None:
     start = time.perf_counter()
     head = source.train_source(
         trunk, train_set, config.source_epochs, config.batch_size, seed=config.seed,
-        on_step=lambda loss: bar.update(1),
+        on_step=lambda loss: bar.update(1), device=resolve_device(config.device),
+        precision=config.precision,
     )  # fmt: skip
     bar.close()
+    accuracy = source.count_accuracy(trunk, head, val_set, precision=config.precision)
     record = {
         "task": f"count {' and '.join(source.COUNTED)} per frame (0..{source.MAX_COUNT})",
         "domain": config.source_domain,
         "frames": len(train_set),
         "epochs": config.source_epochs,
-        "accuracy": round(source.count_accuracy(trunk, head, val_set), 4),
+        "accuracy": round(accuracy, 4),
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     writer.add_scalar("source/accuracy", record["accuracy"], 0)
@@ -298,12 +308,13 @@ def _progress(total: int, desc: str, enabled: bool) -> _Progress:
 
 
 def save_checkpoint(trainer: DetectorTrainer, run_dir: Path, epoch: int, train_s: float) -> None:
-    """``checkpoints/epoch_<N>.pt``: the stack's trained stages, optimizer and RNG state."""
+    """``checkpoints/epoch_<N>.pt``: the stack's trained stages, optimizer and RNG state, as CPU
+    tensors (a run started on one device resumes on another)."""
     import io
 
     state = {
-        "model": {k: v for k, v in trainer.stack.state_dict().items()},
-        "optimizer": trainer.optimizer.state_dict(),
+        "model": _on_cpu(trainer.stack.state_dict()),
+        "optimizer": _on_cpu(trainer.optimizer.state_dict()),
         "generator": trainer.generator.get_state(),
         "epoch": epoch,
         "step": trainer.step,
@@ -316,8 +327,23 @@ def save_checkpoint(trainer: DetectorTrainer, run_dir: Path, epoch: int, train_s
         old.unlink(missing_ok=True)
 
 
+def _on_cpu(tree: Any) -> Any:
+    """``tree`` (nested dicts and lists of tensors and plain values) with its tensors on the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {k: _on_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_on_cpu(v) for v in tree)
+    return tree
+
+
 def restore_checkpoint(trainer: DetectorTrainer, run_dir: Path) -> tuple[int, dict]:
-    """Load the last checkpoint if any; returns the first epoch to train and time spent."""
+    """Load the last checkpoint if any; returns the first epoch to train and time spent.
+
+    The file is read onto the CPU: ``load_state_dict`` copies the weights and the optimizer's
+    moments to the device of the trainer's parameters, and the batch-order generator's state
+    must stay a CPU tensor."""
     found = sorted((run_dir / CHECKPOINT_DIR).glob("epoch_*.pt"))
     if not found:
         return 0, {}
@@ -352,7 +378,7 @@ def measure_forgetting(
     _, val_set = _source_sets(config)
     trunk = trunk_of(stack)
     head = source.load_count_head(Path(weights), channels)
-    after = source.count_accuracy(trunk, head, val_set)
+    after = source.count_accuracy(trunk, head, val_set, precision=config.precision)
     return {"before": source_info["accuracy"], "after": round(after, 4)}
 
 
@@ -386,7 +412,17 @@ def _rect(image: np.ndarray, box: np.ndarray, colour: tuple[int, int, int], widt
     cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), colour, width)
 
 
-def make_summary(config, run_dir, info, source_info, results, forgetting, train_s) -> dict:
+def device_name(device: torch.device) -> str:
+    """``cpu``, or the CUDA device with its name, e.g. ``cuda:0 (NVIDIA H200)``."""
+    if device.type != "cuda":
+        return str(device)
+    index = torch.cuda.current_device() if device.index is None else device.index
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def make_summary(
+    config, run_dir, info, source_info, results, forgetting, train_s, device: str = "cpu"
+) -> dict:
     n_train = config.train_frames if config.coco_images is None else None
     return {
         "map": {name: round(r["map"], 4) for name, r in results.items()},
@@ -405,6 +441,8 @@ def make_summary(config, run_dir, info, source_info, results, forgetting, train_
         "epochs": config.epochs,
         "train_frames": n_train,
         "eval_frames": config.eval_frames,
+        "device": device,
+        "precision": config.precision,
         "torch_threads": config.torch_threads,
         "run_dir": str(run_dir),
         "picture": PICTURE_FILE,
@@ -447,7 +485,8 @@ def report_markdown(summary: dict) -> str:
         "",
         f"Training: {summary['epochs']} epochs, {summary['train_s']} s, "
         f"{summary['train_images_per_s']} images/s; inference {summary['inference_images_per_s']} images/s "
-        f"({summary['torch_threads']} torch threads). Wall time {summary['wall_time_s']} s.",
+        f"on {summary['device']}, {summary['precision']} ({summary['torch_threads']} torch CPU "
+        f"threads). Wall time {summary['wall_time_s']} s.",
         "",
         f"![real frames: true boxes green, predictions red]({summary['picture']})",
         "",
@@ -470,6 +509,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary["forgetting"]:
         f = summary["forgetting"]
         table.add_row("source accuracy", f"{f['before']:.3f} -> {f['after']:.3f} after training")
+    table.add_row("device", f"{summary['device']}, {summary['precision']}")
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
     table.add_row("run directory", summary["run_dir"])
     Console().print(table)
@@ -483,20 +523,34 @@ class VisionArgs(VisionRunConfig):
     """Train the vision stack (trunk -> 3x3 conv adapter -> box + class heads) as a detector."""
 
     resume: Path | None = None
-    """Continue the killed run in this directory from its last checkpoint (no other flags)."""
+    """Continue the killed run in this directory from its last checkpoint (no other flags but
+    --device, to resume on another device)."""
     overwrite: bool = False
     """Replace an existing run directory (only one that holds a config.json)."""
 
 
 def cli(argv: list[str]) -> dict[str, Any]:
     """Parse ``train vision`` flags, run (or resume) the training and return the summary."""
-    resume_dir = resume_flag(argv)
-    if resume_dir is not None:
-        return resume(resume_dir)
+    if flag_value(argv, "--resume") is not None:
+        device = flag_value(argv, "--device")
+        return resume(resume_flag(_without_flag(argv, "--device")), device=device)
     args = tyro.cli(VisionArgs, args=argv, prog=PROG)
     names = [f.name for f in dataclasses.fields(VisionRunConfig)]
     config = VisionRunConfig(**{n: getattr(args, n) for n in names})
     return train(config, overwrite=args.overwrite)
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``--flag X`` / ``--flag=X``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
 
 
 __all__ = ["CONFIG_FILE", "VisionRunConfig", "cli", "print_summary", "resume", "train"]

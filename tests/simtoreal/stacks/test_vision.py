@@ -257,8 +257,15 @@ def test_cli_writes_a_run_directory_and_resumes(tmp_path):
     assert summary["trunk"]["kind"] == "source" and "source-task" in (run / "report.md").read_text()
     with pytest.raises(Exception, match="already exists.*--resume"):
         cli(argv)
+    assert summary["device"] == "cpu" and summary["precision"] == "fp32"
     (run / "summary.json").unlink()
     sorted((run / "checkpoints").glob("*.pt"))[-1].unlink()
-    resumed = cli(["--resume", str(run)])
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "device": "cuda:99"}))
+    files = sorted(p.name for p in run.iterdir())
+    with pytest.raises(ConfigError, match="--device"):  # no such GPU: refused before any write
+        cli(["--resume", str(run)])
+    assert sorted(p.name for p in run.iterdir()) == files
+    resumed = cli(["--resume", str(run), "--device", "cpu"])  # another device than config.json's
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
-    assert resumed["map_50"].keys() == summary["map_50"].keys()
+    assert resumed["map_50"].keys() == summary["map_50"].keys() and resumed["device"] == "cpu"
