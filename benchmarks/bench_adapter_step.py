@@ -45,8 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def worker(env_id: str, steps: int) -> dict:
-    """One measurement in this process (its allocator setting is whatever the parent gave)."""
+def worker(env_id: str, steps: int, device: str = "cpu", threads: int = 2) -> dict:
+    """One measurement in this process (its allocator setting is whatever the parent gave), on
+    ``device`` with ``threads`` torch CPU threads (``benchmarks/bench_cuda.py`` reuses it)."""
     import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
@@ -58,14 +59,15 @@ def worker(env_id: str, steps: int) -> dict:
     from simtoreal.transfer.gym_pipeline import build_cnn, frame_shape, make_distiller
     from simtoreal.transfer.presets import with_transfer_preset
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     env = gym.make(env_id)
-    teacher = PPO("MlpPolicy", env, device="cpu", seed=0)
+    teacher = PPO("MlpPolicy", env, device=device, seed=0)
     cfg = with_transfer_preset(TransferConfig(), env_id)
     state_dim = int(np.prod(env.observation_space.shape))
     cnn = build_cnn(cfg, int(teacher.policy.features_dim), state_dim)
-    distiller = make_distiller(cfg, teacher, cnn, "cpu")
+    distiller = make_distiller(cfg, teacher, cnn, device)
+    sync = torch.cuda.synchronize if distiller.device.type == "cuda" else lambda: None
     rng = np.random.default_rng(0)
     n = steps * cfg.batch_size
     images = rng.integers(0, 256, (n, *frame_shape(cfg)), dtype=np.uint8)
@@ -73,19 +75,25 @@ def worker(env_id: str, steps: int) -> dict:
     data = PairedData(states, images)
     optimizer = distiller.student.make_optimizer(cfg.lr)
     distiller.fit(data, 1, optimizer, cfg.batch_size)  # warm-up epoch
+    sync()
     start = time.perf_counter()
     distiller.fit(data, 1, optimizer, cfg.batch_size, seed=1)
+    sync()
     step_ms = (time.perf_counter() - start) / steps * 1000
-    batch = frames_to_tensor(images[: cfg.batch_size])
+    batch = frames_to_tensor(images[: cfg.batch_size], distiller.device)
     names = distiller.augment
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=distiller.device).manual_seed(0)
     apply_augmentations(batch, names, gen)
+    sync()
     start = time.perf_counter()
     for _ in range(10):
         apply_augmentations(batch, names, gen)
+    sync()
     augment_ms = (time.perf_counter() - start) / 10 * 1000
     return {
         "env_id": env_id,
+        "device": str(distiller.device),
+        "threads": threads,
         "huge_pages": os.environ.get(HUGE_PAGES_VARIABLE),
         "frame_shape": list(frame_shape(cfg)),
         "augment": list(names),
