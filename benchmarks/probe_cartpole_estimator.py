@@ -14,7 +14,8 @@ the held-out sets and the student's return in each domain (``--eval-episodes`` p
 
 Variants (all beside the env's transfer preset): ``--channels`` (trunk widths; the last is the
 number of keypoints), ``--norm`` (each frame's channels standardised over the image before the
-trunk), ``--per-frame`` (one trunk per stacked frame, keypoints concatenated), ``--weights``
+trunk), ``--per-frame`` (one trunk per stacked frame, keypoints concatenated), ``--groupnorm G``
+(GroupNorm with G groups after each hidden conv), ``--weights``
 (weights of the state entries in the state loss), ``--augment`` (training augmentations besides
 ``randomized``'s appearance). Results: ``<work>/probe-<name>.json``.
 """
@@ -53,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--channels", type=int, nargs="+", default=None)
     p.add_argument("--norm", action="store_true")
     p.add_argument("--per-frame", action="store_true")
+    p.add_argument(
+        "--groupnorm", type=int, default=0, metavar="G", help="GroupNorm(G) after each hidden conv"
+    )
     p.add_argument("--weights", type=float, nargs="+", default=None)
     p.add_argument("--augment", nargs="+", default=None, help="augmentations besides appearance")
     return p.parse_args()
@@ -70,6 +74,13 @@ def variant(args: argparse.Namespace) -> type[VectorStateEstimator]:
             super().__init__(config)
             if args.per_frame:
                 self.mlp[0] = torch.nn.Linear(2 * config.channels[-1] * self.k, config.hidden)
+            if args.groupnorm:  # normalise each hidden conv's output per sample and group
+                layers = list(self.trunk)
+                for i in reversed(range(len(layers) - 1)):
+                    if isinstance(layers[i], torch.nn.Conv2d):
+                        norm = torch.nn.GroupNorm(args.groupnorm, layers[i].out_channels)
+                        layers.insert(i + 1, norm)
+                self.trunk = torch.nn.Sequential(*layers)
 
         def estimate(self, x):
             if args.norm:
