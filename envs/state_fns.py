@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import multiprocessing
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,10 @@ from simtoreal.errors import ConfigError
 
 #: Id prefix -> the package whose import registers those ids.
 ENV_PACKAGES = {"MiniGrid-": "minigrid", "BabyAI-": "minigrid"}
+
+EPISODE_CAP = 1000
+"""Steps after which an episode of an id registered without a limit is truncated."""
+_CAPPED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -182,10 +188,25 @@ def spec_of(env_id: str) -> gym.envs.registration.EnvSpec:
 
 def make_base_env(env_id: str, env_kwargs: dict | None = None, render_mode: str | None = None):
     """``gym.make(env_id, render_mode=..., **env_kwargs)`` after :func:`spec_of`, with a bad
-    kwarg reported as a ConfigError."""
+    kwarg reported as a ConfigError.
+
+    An id registered without an episode limit (CliffWalking, Blackjack) gets one of
+    :data:`EPISODE_CAP` steps, with a warning: an untrained policy's episode could otherwise run
+    forever and evaluation with it. ``env_kwargs={"max_episode_steps": N}`` sets another.
+    """
     spec = spec_of(env_id)
+    kwargs = dict(env_kwargs or {})
+    if spec.max_episode_steps is None and "max_episode_steps" not in kwargs:
+        if spec.id not in _CAPPED and multiprocessing.parent_process() is None:
+            _CAPPED.add(spec.id)  # once per id, and not again from each subprocess env
+            warnings.warn(
+                f"{spec.id} registers no episode limit: its episodes are cut at {EPISODE_CAP} "
+                "steps. Pass --env-kwargs '{\"max_episode_steps\": N}' for another limit.",
+                stacklevel=2,
+            )
+        kwargs["max_episode_steps"] = EPISODE_CAP
     try:
-        return gym.make(spec.id, render_mode=render_mode, **(env_kwargs or {}))
+        return gym.make(spec.id, render_mode=render_mode, **kwargs)
     except TypeError as err:
         raise ConfigError(
             f"{spec.id} does not take env kwargs {env_kwargs} ({err}): check --env-kwargs."

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import cv2
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
@@ -225,7 +226,7 @@ class GymTask(TeacherTask):
             done = False
             while not done:
                 action, _ = model.predict(obs, deterministic=True)
-                obs, _, terminated, truncated, _ = env.step(action)
+                obs, _, terminated, truncated, _ = env.step(single_action(env, action))
                 frames.append(_small(env.render()))
                 done = terminated or truncated
         env.close()
@@ -247,6 +248,14 @@ class GymTask(TeacherTask):
             "observation_space": str(config.observation_space),
             "action_space": str(config.action_space),
         }
+
+
+def single_action(env: gym.Env, action: np.ndarray):
+    """An SB3 ``predict`` action for one env as that env takes it: a Python int for a Discrete
+    space (toy-text envs such as FrozenLake index dicts with it; a 0-d array is unhashable)."""
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        return int(np.asarray(action).reshape(-1)[0])
+    return action
 
 
 def _small(frame: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 
 from simtoreal.agents.evaluate import evaluate_env, random_policy_fn
 from simtoreal.agents.factory import DQNConfig, SACConfig, TD3Config, load_teacher
-from simtoreal.envs.state_fns import STATE_FNS, EnvMaker, make_state_env
+from simtoreal.envs.state_fns import EPISODE_CAP, STATE_FNS, EnvMaker, make_state_env
 from simtoreal.errors import ConfigError
 from simtoreal.train import main
 from simtoreal.train.gym import (
@@ -367,3 +367,50 @@ def test_evaluation_is_independent_of_parallel_envs(cartpole_run):
     policy = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
     one, many = (evaluate_env(policy, maker, 6, n_parallel=n) for n in (1, 4))
     assert dataclasses.asdict(one) == dataclasses.asdict(many)
+
+
+def test_a_toy_text_env_trains_and_draws_its_gif(tmp_path):
+    """FrozenLake: a Discrete observation (flattened one-hot) and a Discrete action that the env
+    indexes a dict with, so the GIF's single-env steps must pass a Python int, not SB3's 0-d
+    array (which once raised "unhashable type")."""
+    config = _config(tmp_path / "run", env_id="FrozenLake-v1", gif_episodes=1)
+    summary = train(config)
+    assert summary["env_id"] == "FrozenLake-v1"
+    assert (tmp_path / "run" / "policy.gif").stat().st_size > 0
+
+
+class _Endless(gym.Env):
+    """Never terminates: an id registered without max_episode_steps."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+def _steps_to_end(env: gym.Env) -> int:
+    env.reset(seed=0)
+    for n in range(1, 10_000):
+        if any(env.step(0)[2:4]):
+            return n
+    return -1
+
+
+def test_an_env_without_an_episode_limit_gets_one_with_a_warning():
+    gym.register("simtoreal_test/Endless-v0", entry_point=_Endless)
+    try:
+        with pytest.warns(UserWarning, match="registers no episode limit.*max_episode_steps"):
+            capped = make_state_env("simtoreal_test/Endless-v0")
+        assert _steps_to_end(capped) == EPISODE_CAP
+        chosen = make_state_env("simtoreal_test/Endless-v0", {"max_episode_steps": 7})
+        assert _steps_to_end(chosen) == 7
+    finally:
+        gym.registry.pop("simtoreal_test/Endless-v0")
