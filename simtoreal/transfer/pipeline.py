@@ -57,7 +57,7 @@ def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
     the device and the teacher. With ``resume`` the run in ``cfg.run_dir`` continues from its
     last checkpoint (see :func:`resume_transfer`).
     """
-    if cfg.teacher and is_gym_teacher(load_config(cfg.teacher)):
+    if cfg.teacher and is_gym_teacher(teacher_config(cfg.teacher)):
         return transfer_gym(cfg, resume=resume)  # a third-party env's teacher (train ENV_ID)
     if cfg.action_loss not in Categorical.losses + ("auto",):
         raise ConfigError(
@@ -168,10 +168,28 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def teacher_config(teacher_dir: str | Path) -> dict:
+    """The config.json of a teacher run, refusing another kind of run directory (a transfer run,
+    a vision or NLP run) with what to pass instead."""
+    config = load_config(teacher_dir)
+    if config.get("kind") == "transfer":
+        teacher = config.get("teacher") or Path(teacher_dir) / "teacher"
+        raise RunDirError(
+            f"{teacher_dir} is a transfer run, not a teacher: pass --teacher {teacher}, the "
+            "teacher it was distilled from."
+        )
+    if "env_id" not in config:
+        raise RunDirError(
+            f"{teacher_dir} is not a teacher run (its config.json names no env_id): pass a run "
+            "directory of `python -m simtoreal.train grid` or `python -m simtoreal.train ENV_ID`."
+        )
+    return config
+
+
 def load_checked_teacher(teacher_dir: str | Path) -> tuple[BaseAlgorithm, dict]:
     """The teacher model and its world kwargs, refusing a teacher transfer cannot carry (another
     env, the image view, DQN, continuous actions) or a damaged model file."""
-    config = load_config(teacher_dir)
+    config = teacher_config(teacher_dir)
     world = world_kwargs(config)
     teacher, _ = load_teacher(teacher_dir)
     check_teacher(teacher)

@@ -163,6 +163,21 @@ def test_bad_teacher_dirs_are_refused(teacher_dir, tmp_path):
     with pytest.raises(RunDirError):
         run_transfer(TransferConfig(teacher=tmp_path / "nope", run_dir=tmp_path / "t1"))
     assert not (tmp_path / "t1").exists()  # refused before anything was written
+    transfer_run, vision_run = tmp_path / "transfer", tmp_path / "vision"
+    other_runs = {
+        transfer_run: {"kind": "transfer", "teacher": str(teacher_dir)},
+        vision_run: {"backbone": "resnet18", "image_size": 128},
+    }
+    for run, config in other_runs.items():
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        RunDirError, match=f"transfer run, not a teacher: pass --teacher {teacher_dir}"
+    ):
+        run_transfer(TransferConfig(teacher=transfer_run, run_dir=tmp_path / "t2"))
+    with pytest.raises(RunDirError, match="not a teacher run .* names no env_id"):
+        run_transfer(TransferConfig(teacher=vision_run, run_dir=tmp_path / "t3"))
+    assert not (tmp_path / "t2").exists() and not (tmp_path / "t3").exists()
     with pytest.raises(IncompatibleError, match="state view"):
         world_kwargs({"env_id": "CartPole-v1"})
     with pytest.raises(IncompatibleError, match="state view"):
