@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.wrappers import FlattenObservation, FrameStackObservation
+from gymnasium.wrappers import FlattenObservation, FrameStackObservation, TimeLimit
 
 from simtoreal.envs.paired import FlatObservation, StateFn
 from simtoreal.envs.paired import minigrid_pose as minigrid_agent_pose
@@ -192,11 +192,19 @@ def make_base_env(env_id: str, env_kwargs: dict | None = None, render_mode: str 
 
     An id registered without an episode limit (CliffWalking, Blackjack) gets one of
     :data:`EPISODE_CAP` steps, with a warning: an untrained policy's episode could otherwise run
-    forever and evaluation with it. ``env_kwargs={"max_episode_steps": N}`` sets another.
+    forever and evaluation with it. ``env_kwargs={"max_episode_steps": N}`` sets another. An env
+    that keeps its own limit in an integer ``max_steps`` (MiniGrid's convention) is left alone.
     """
     spec = spec_of(env_id)
     kwargs = dict(env_kwargs or {})
-    if spec.max_episode_steps is None and "max_episode_steps" not in kwargs:
+    try:
+        env = gym.make(spec.id, render_mode=render_mode, **kwargs)
+    except TypeError as err:
+        raise ConfigError(
+            f"{spec.id} does not take env kwargs {env_kwargs} ({err}): check --env-kwargs."
+        ) from err
+    own_limit = isinstance(getattr(env.unwrapped, "max_steps", None), int)
+    if spec.max_episode_steps is None and "max_episode_steps" not in kwargs and not own_limit:
         if spec.id not in _CAPPED and multiprocessing.parent_process() is None:
             _CAPPED.add(spec.id)  # once per id, and not again from each subprocess env
             warnings.warn(
@@ -204,13 +212,8 @@ def make_base_env(env_id: str, env_kwargs: dict | None = None, render_mode: str 
                 "steps. Pass --env-kwargs '{\"max_episode_steps\": N}' for another limit.",
                 stacklevel=2,
             )
-        kwargs["max_episode_steps"] = EPISODE_CAP
-    try:
-        return gym.make(spec.id, render_mode=render_mode, **kwargs)
-    except TypeError as err:
-        raise ConfigError(
-            f"{spec.id} does not take env kwargs {env_kwargs} ({err}): check --env-kwargs."
-        ) from err
+        env = TimeLimit(env, EPISODE_CAP)
+    return env
 
 
 def state_fn_for(env: gym.Env, state_fn: str | None) -> tuple[StateFn, spaces.Box] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -414,3 +415,11 @@ def test_an_env_without_an_episode_limit_gets_one_with_a_warning():
         assert _steps_to_end(chosen) == 7
     finally:
         gym.registry.pop("simtoreal_test/Endless-v0")
+
+
+def test_an_env_with_its_own_step_limit_is_not_capped_or_warned_about():
+    """MiniGrid registers no max_episode_steps but ends episodes at its own ``max_steps``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = make_state_env(DOORKEY, state_fn="minigrid_full")
+    assert _steps_to_end(env) == env.unwrapped.max_steps == 250
