@@ -23,7 +23,6 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -32,23 +31,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_collect import collector_fps, single_wrapper_fps  # noqa: E402
 from common import machine_info, report_header, save_record  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 
 from simtoreal.agents.evaluate import evaluate_env  # noqa: E402
 from simtoreal.bench.report import mean_ci  # noqa: E402
-from simtoreal.envs.paired import PairedViewWrapper  # noqa: E402
 from simtoreal.envs.state_fns import EnvMaker  # noqa: E402
 from simtoreal.seeds import EVAL_SEED  # noqa: E402
 from simtoreal.train.gym import GymTrainConfig, load_config_of, train  # noqa: E402
 from simtoreal.transfer.config import TransferConfig  # noqa: E402
-from simtoreal.transfer.gym_data import (  # noqa: E402
-    PairedEnvMaker,
-    collect_vector,
-    random_actions,
-    vector_env,
-)
+from simtoreal.transfer.gym_data import PairedEnvMaker  # noqa: E402
 from simtoreal.transfer.gym_pipeline import camera, recovered  # noqa: E402
 from simtoreal.transfer.pipeline import run_transfer  # noqa: E402
 from simtoreal.transfer.presets import transfer_preset, with_transfer_preset  # noqa: E402
@@ -91,22 +85,9 @@ def parse_args() -> argparse.Namespace:
 def throughput(maker: EnvMaker, n_frames: int, frame_stack: int, n_envs: int = 4) -> dict:
     """Paired frames per second of the teacher's env: the plain single-env wrapper (no
     decimation, one process) against the collector (subprocess envs, decimated resize), both at
-    ``frame_stack``, random actions."""
-    env = PairedViewWrapper(replace(maker, render_mode="rgb_array")(), frame_stack=frame_stack)
-    env.reset(seed=0)
-    start = time.perf_counter()
-    for _ in range(n_frames):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            env.reset()
-    single = n_frames / (time.perf_counter() - start)
-    env.close()
-    envs = vector_env(PairedEnvMaker(maker, "sim", frame_stack), n_envs)
-    envs.reset(seed=0)
-    start = time.perf_counter()
-    collect_vector(envs, n_frames, random_actions(envs.single_action_space, 0), 0)
-    parallel = n_frames / (time.perf_counter() - start)
-    envs.close()
+    ``frame_stack``, random actions (``bench_collect.py`` sweeps the number of envs)."""
+    single = single_wrapper_fps(maker, frame_stack, n_frames)
+    parallel = collector_fps(PairedEnvMaker(maker, "sim", frame_stack), n_envs, n_frames)
     return {
         "single_wrapper_fps": single,
         "collector_fps": parallel,

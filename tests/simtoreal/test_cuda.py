@@ -16,24 +16,19 @@ from simtoreal.transfer.pipeline import load_student, resume_transfer, run_trans
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+def _on_cuda(teacher_dir, run_dir, **kwargs) -> TransferConfig:
+    """A small grid transfer on the GPU: 64 batched worlds, no robustness suite, no GIF."""
+    base = {"num_envs": 64, "severities": (0.5,), "robustness_episodes": 0, "gif_episodes": 0}
+    return TransferConfig(teacher=teacher_dir, run_dir=run_dir, device="cuda", **base, **kwargs)
+
+
 def test_grid_transfer_on_cuda_learns_and_its_student_runs_on_the_cpu(teacher_dir, tmp_path):
     """The grid chain with the adapter, its augmentations and DAgger on the GPU: the student
     beats a random policy by a clear margin, and the saved student loads and acts on the CPU."""
-    summary = run_transfer(
-        TransferConfig(
-            teacher=teacher_dir,
-            run_dir=tmp_path / "t",
-            device="cuda",
-            frames=6_000,
-            epochs=6,
-            dagger_share=0.3,
-            num_envs=64,
-            eval_episodes=200,
-            severities=(0.5,),
-            robustness_episodes=0,
-            gif_episodes=0,
-        )
+    cfg = _on_cuda(
+        teacher_dir, tmp_path / "t", frames=6_000, epochs=6, dagger_share=0.3, eval_episodes=200
     )
+    summary = run_transfer(cfg)
     assert summary["device"].startswith("cuda")
     random_success = evaluate(random_policy_fn(0), {}, 200).success_rate
     assert summary["teacher"]["success_rate"] > 0.6
@@ -51,18 +46,13 @@ def test_grid_transfer_on_cuda_learns_and_its_student_runs_on_the_cpu(teacher_di
 def test_a_killed_cuda_transfer_resumes(teacher_dir, tmp_path, monkeypatch, interrupt_fit):
     """A checkpoint written from the GPU (optimizer, adapter, CUDA augmentation generator) is
     read back and the run finishes its frame budget."""
-    cfg = TransferConfig(
-        teacher=teacher_dir,
-        run_dir=tmp_path / "t",
-        device="cuda",
+    cfg = _on_cuda(
+        teacher_dir,
+        tmp_path / "t",
         frames=1_024,
         epochs=2,
         dagger_share=0.0,
-        num_envs=64,
         eval_episodes=20,
-        severities=(0.5,),
-        robustness_episodes=0,
-        gif_episodes=0,
         checkpoint_seconds=1e-9,
     )
     interrupt_fit(1, 2)

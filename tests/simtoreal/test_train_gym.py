@@ -11,6 +11,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from tiny_envs import ConstantEnv
 
 from simtoreal.agents.evaluate import evaluate_env, random_policy_fn
 from simtoreal.agents.factory import DQNConfig, SACConfig, TD3Config, load_teacher
@@ -380,21 +381,10 @@ def test_a_toy_text_env_trains_and_draws_its_gif(tmp_path):
     assert (tmp_path / "run" / "policy.gif").stat().st_size > 0
 
 
-class _Endless(gym.Env):
+class _Endless(ConstantEnv):
     """Never terminates: an id registered without max_episode_steps."""
 
-    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, render_mode: str | None = None) -> None:
-        self.render_mode = render_mode
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(2, np.float32), 0.0, False, False, {}
+    terminates = False
 
 
 def _steps_to_end(env: gym.Env) -> int:

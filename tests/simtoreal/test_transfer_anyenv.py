@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from tiny_envs import ConstantEnv
 
 from simtoreal.agents.evaluate import evaluate_env
 from simtoreal.agents.factory import load_teacher
@@ -349,20 +350,8 @@ def test_every_continuous_student_saves_and_loads(tmp_path, teachers, algo):
 # -- refused inputs: a clear error and nothing written ------------------------------------------
 
 
-class _NoRender(gym.Env):
+class _NoRender(ConstantEnv):
     metadata = {"render_modes": []}
-    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, render_mode: str | None = None) -> None:
-        self.render_mode = render_mode
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(2, np.float32), 0.0, True, False, {}
 
 
 def _fake_teacher(tmp_path: Path, **config) -> Path:
