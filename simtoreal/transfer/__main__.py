@@ -33,7 +33,8 @@ class TransferArgs(TransferConfig):
 
     resume: Path | None = None
     """Continue the killed or failed transfer run in this directory from its last checkpoint
-    (no other flags: the run keeps its saved config.json)."""
+    (no other flags but --device, to continue on another device: the run keeps its saved
+    config.json)."""
 
 
 def print_summary(summary: dict, console: Console) -> None:
@@ -120,11 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = tyro.cli(TransferArgs, args=argv, prog=PROG, description=__doc__)
         if args.resume is not None:
-            if any(a.split("=")[0] != "--resume" for a in argv if a.startswith("--")):
+            flags = {a.split("=")[0] for a in argv if a.startswith("--")}
+            if flags - {"--resume", "--device"}:
                 raise ConfigError(
-                    "--resume takes no other flags: the run continues with its saved config.json."
+                    "--resume takes no other flags but --device (to continue on another "
+                    "device): the run continues with its saved config.json."
                 )
-            summary = resume_transfer(args.resume)
+            device = args.device if "--device" in flags else None
+            summary = resume_transfer(args.resume, device=device)
         else:
             fields = {f.name for f in dataclasses.fields(TransferConfig)}
             config = TransferConfig(**{k: getattr(args, k) for k in fields})

@@ -78,8 +78,9 @@ def run_transfer(cfg: TransferConfig, *, resume: bool = False) -> dict:
         return _run(cfg, run_dir, device, checked, resume)
 
 
-def resume_transfer(run_dir: str | Path) -> dict:
-    """Continue a killed or failed transfer run from its last checkpoint, with its saved config."""
+def resume_transfer(run_dir: str | Path, device: str | None = None) -> dict:
+    """Continue a killed or failed transfer run from its last checkpoint, with its saved config,
+    on ``device`` if given (checkpoints load onto any device; config.json keeps the first one)."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     if config.get("kind") != "transfer":
@@ -90,7 +91,8 @@ def resume_transfer(run_dir: str | Path) -> dict:
     if (run_dir / SUMMARY_FILE).is_file():
         raise RunDirError(f"{run_dir} already finished ({SUMMARY_FILE} exists): nothing to resume.")
     cfg = TransferConfig.from_dict(config, source=str(run_dir / "config.json"))
-    return run_transfer(dataclasses.replace(cfg, run_dir=run_dir, overwrite=False), resume=True)
+    cfg = dataclasses.replace(cfg, run_dir=run_dir, overwrite=False, device=device or cfg.device)
+    return run_transfer(cfg, resume=True)
 
 
 def _run(cfg: TransferConfig, run_dir: Path, device, checked, resume: bool) -> dict:

@@ -305,6 +305,26 @@ def test_kill_9_then_resume_from_the_command_line(teacher_dir, tmp_path, after_s
     assert samples == sorted(samples)  # lines logged after the checkpoint were dropped
 
 
+def test_a_run_saved_for_cuda_resumes_on_the_cpu_with_device(
+    teacher_dir, tmp_path, monkeypatch, interrupt_fit, capsys
+):
+    """A run killed on a GPU machine continues on one without: its config.json names cuda,
+    which a plain --resume refuses there, and --resume RUN --device cpu continues."""
+    run = tmp_path / "cut"
+    interrupt_fit(1, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_transfer(_cfg(teacher_dir, run, checkpoint_seconds=1e-9))
+    monkeypatch.undo()
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "device": "cuda"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert transfer_main(["--resume", str(run)]) == 2
+    assert "no CUDA device" in " ".join(capsys.readouterr().out.split())
+    assert transfer_main(["--resume", str(run), "--device", "cpu"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["device"] == "cpu" and summary["train"]["resumed"]
+
+
 def test_resume_takes_no_other_flags(tmp_path, capsys):
     assert transfer_main(["--resume", str(tmp_path), "--frames", "2048"]) == 2
     assert "--resume takes no other flags" in capsys.readouterr().out
