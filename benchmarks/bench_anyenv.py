@@ -38,11 +38,9 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 
 from simtoreal.agents.evaluate import evaluate_env  # noqa: E402
 from simtoreal.bench.report import mean_ci  # noqa: E402
-from simtoreal.envs.state_fns import EnvMaker  # noqa: E402
 from simtoreal.seeds import EVAL_SEED  # noqa: E402
 from simtoreal.train.gym import GymTrainConfig, load_config_of, train  # noqa: E402
 from simtoreal.transfer.config import TransferConfig  # noqa: E402
-from simtoreal.transfer.gym_data import PairedEnvMaker  # noqa: E402
 from simtoreal.transfer.gym_pipeline import camera, recovered  # noqa: E402
 from simtoreal.transfer.pipeline import run_transfer  # noqa: E402
 from simtoreal.transfer.presets import transfer_preset, with_transfer_preset  # noqa: E402
@@ -77,21 +75,27 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="keep the runs of --out's anyenv.json and run only what is missing",
     )
-    p.add_argument("--throughput-frames", type=int, default=2_000)
+    p.add_argument("--throughput-frames", type=int, default=4_000)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return p.parse_args()  # fmt: skip
 
 
-def throughput(maker: EnvMaker, n_frames: int, frame_stack: int, n_envs: int = 4) -> dict:
-    """Paired frames per second of the teacher's env: the plain single-env wrapper (no
-    decimation, one process) against the collector (subprocess envs, decimated resize), both at
-    ``frame_stack``, random actions (``bench_collect.py`` sweeps the number of envs)."""
-    single = single_wrapper_fps(maker, frame_stack, n_frames)
-    parallel = collector_fps(PairedEnvMaker(maker, "sim", frame_stack), n_envs, n_frames)
+def throughput(env_id: str, n_frames: int) -> dict:
+    """Paired frames per second of ``env_id`` with random actions at its preset frame stack: one
+    ``PairedViewWrapper`` in this process reading frames through ``env.render()`` at 64x64 (the
+    single-env wrapper of the issue), the same wrapper as shipped (fast frame read), and the
+    collector as the transfer runs it (the preset's envs and camera, processes on the usable
+    cores); ``bench_collect.py`` has the wider comparison."""
+    maker = GymTrainConfig.for_env(env_id).env_maker()
+    cfg = with_transfer_preset(TransferConfig(), env_id)
+    single = single_wrapper_fps(maker, cfg.frame_stack, n_frames, fast_render=False)
+    wrapper = single_wrapper_fps(maker, cfg.frame_stack, n_frames)
+    parallel = collector_fps(camera(cfg, maker, "sim"), cfg.num_envs, n_frames)
     return {
         "single_wrapper_fps": single,
+        "wrapper_fps": wrapper,
         "collector_fps": parallel,
-        "envs": n_envs,
+        "envs": cfg.num_envs,
         "speedup": parallel / single,
     }
 
@@ -285,15 +289,19 @@ def write_report(out: Path, record: dict) -> None:
             )
     lines += [
         "",
-        "Paired-data throughput (frames per second, random actions, the env's frame stack):",
+        "Paired-data throughput (frames per second, random actions, the env's preset frame "
+        "stack): the single-env wrapper reading frames through `env.render()` at 64x64, the "
+        "wrapper as shipped (the env's pygame surface read directly where that gives the same "
+        "pixels), and the collector as the transfer runs it (the preset's envs and camera, "
+        "processes on the usable cores):",
         "",
-        "| env | single-env wrapper | collector (4 subprocess envs) | speed-up |",
-        "|---|---|---|---|",
+        "| env | single-env wrapper | wrapper as shipped | collector | speed-up |",
+        "|---|---|---|---|---|",
     ]
     for env_id, t in record["throughput"].items():
         lines.append(
-            f"| {env_id} | {t['single_wrapper_fps']:.0f} | {t['collector_fps']:.0f} | "
-            f"{t['speedup']:.2f}x |"
+            f"| {env_id} | {t['single_wrapper_fps']:.0f} | {t.get('wrapper_fps', float('nan')):.0f} "
+            f"| {t['collector_fps']:.0f} ({t['envs']} envs) | {t['speedup']:.2f}x |"
         )
     (out / "anyenv.md").write_text("\n".join(lines) + "\n")
 
@@ -347,13 +355,12 @@ def main() -> None:
             n_seeds = int(seeds_of.get(env_id, args.seeds))
             have = {r["seed"] for r in runs if r["env_id"] == env_id}
             wants_baseline = args.baseline_envs is None or env_id in args.baseline_envs
+            if env_id not in tp:
+                tp[env_id] = throughput(env_id, args.throughput_frames)
+                save()
             if have >= set(range(n_seeds)) and (env_id in baselines or not wants_baseline):
                 continue
             teacher, teacher_s[env_id] = teacher_for(env_id, Path(tmp), given.get(env_id))
-            stack = transfer_preset(env_id)["frame_stack"]
-            maker = load_config_of(teacher).env_maker()
-            if env_id not in tp:
-                tp[env_id] = throughput(maker, args.throughput_frames, stack)
             for seed in sorted(set(range(n_seeds)) - have):
                 runs.append(one_transfer(env_id, seed, teacher, Path(tmp), args))
                 save()

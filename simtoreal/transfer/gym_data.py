@@ -96,9 +96,12 @@ class PairedEnvMaker:
         # about XDG_RUNTIME_DIR for every env on a headless machine
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         if multiprocessing.parent_process() is not None:  # a collector's subprocess
+            import cv2
             import torch
 
-            torch.set_num_threads(1)  # frames are drawn one at a time; threads only contend
+            # frames are drawn one at a time; threads only contend with the other processes
+            torch.set_num_threads(1)
+            cv2.setNumThreads(1)
         env = replace(self.teacher_env, render_mode="rgb_array")()
         paired = DomainPairedView(env, self.domain, self.image_size, self.frame_stack, self.crop)
         return ImageObservation(paired) if self.image_only else paired
@@ -117,11 +120,109 @@ def check_renders(maker: EnvMaker) -> None:
         )
 
 
-def vector_env(maker: PairedEnvMaker, n_envs: int, processes: bool = True) -> gym.vector.VectorEnv:
-    """``n_envs`` copies of ``maker``'s env, in subprocesses (``processes``) or in this one."""
-    if processes and n_envs > 1:
-        return AsyncVectorEnv([maker] * n_envs, context="forkserver")
+def vector_env(
+    maker: PairedEnvMaker, n_envs: int, processes: bool = True, workers: int | None = None
+) -> PackedVectorEnv | SyncVectorEnv:
+    """``n_envs`` copies of ``maker``'s env: in ``workers`` subprocesses (default: the usable
+    cores; see :class:`PackedVectorEnv`) when ``processes``, else in this one."""
+    workers = usable_cores() if workers is None else workers
+    # the most processes, up to `workers`, that share the envs evenly
+    procs = max(d for d in range(1, min(workers, n_envs) + 1) if n_envs % d == 0)
+    if processes and procs > 1:
+        return PackedVectorEnv(maker, n_envs, procs)
     return SyncVectorEnv([maker] * n_envs)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class PackedVectorEnv:
+    """``n_envs`` envs in ``procs`` subprocesses, ``n_envs / procs`` in each stepped as one
+    ``SyncVectorEnv``: one message round trip per process and step instead of one per env.
+
+    Collection is the one user, so this is the part of Gymnasium's ``VectorEnv`` interface that
+    it needs: ``reset(seed=[...])``, ``step(actions)`` with the flat batch of ``n_envs``
+    observations, rewards, terminations and truncations (no per-env infos), ``close``. Envs
+    reset themselves after an episode ends (``SyncVectorEnv``'s next-step autoreset), and
+    env ``i`` gets ``seed[i]``: the same pairs as a ``SyncVectorEnv`` of ``n_envs``.
+    """
+
+    def __init__(self, maker: PairedEnvMaker, n_envs: int, procs: int) -> None:
+        if n_envs % procs:
+            raise ConfigError(f"{n_envs} envs cannot be shared evenly by {procs} processes.")
+        self.num_envs, self.procs, self._per = n_envs, procs, n_envs // procs
+        self._async = AsyncVectorEnv([_PackMaker(maker, self._per)] * procs, context="forkserver")
+        self.single_observation_space = self._async.get_attr("single_observation_space")[0]
+        self.single_action_space = self._async.get_attr("single_action_space")[0]
+
+    def reset(self, *, seed: list[int] | None = None, options: dict | None = None):
+        if seed is not None:
+            if len(seed) != self.num_envs:
+                raise ValueError(f"{len(seed)} seeds for {self.num_envs} envs")
+            per = self._per
+            self._async.set_attr(
+                "seeds", [list(seed[i * per : (i + 1) * per]) for i in range(self.procs)]
+            )
+        obs, _ = self._async.reset(options=options)
+        return self._flat(obs), {}
+
+    def step(self, actions: np.ndarray):
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Send ``actions`` and return at once: the caller works while the envs step."""
+        actions = np.asarray(actions)
+        self._async.step_async(actions.reshape(self.procs, self._per, *actions.shape[1:]))
+
+    def step_wait(self):
+        obs, _, _, _, info = self._async.step_wait()
+        flags = (info[k].reshape(self.num_envs) for k in ("reward", "terminated", "truncated"))
+        return self._flat(obs), *flags, {}
+
+    def close(self) -> None:
+        self._async.close()
+
+    def _flat(self, obs: dict) -> dict:
+        return {k: v.reshape(self.num_envs, *v.shape[2:]) for k, v in obs.items()}
+
+
+@dataclass(frozen=True)
+class _PackMaker:
+    """A picklable factory of one :class:`_EnvPack` of ``n`` envs, built in its subprocess."""
+
+    maker: PairedEnvMaker
+    n: int
+
+    def __call__(self) -> _EnvPack:
+        return _EnvPack(SyncVectorEnv([self.maker] * self.n))
+
+
+class _EnvPack(gym.Env):
+    """A ``SyncVectorEnv`` as one env of batched observations, for one :class:`PackedVectorEnv`
+    process. Never ends (its envs reset themselves); rewards and flags travel in ``info``, and
+    the seeds of the next reset in ``seeds`` (set through ``set_attr``)."""
+
+    def __init__(self, envs: SyncVectorEnv) -> None:
+        self.envs = envs
+        self.observation_space, self.action_space = envs.observation_space, envs.action_space
+        self.single_observation_space = envs.single_observation_space
+        self.single_action_space = envs.single_action_space
+        self.seeds: list[int] | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, _ = self.envs.reset(seed=self.seeds, options=options)
+        self.seeds = None
+        return obs, {}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, _ = self.envs.step(action)
+        info = {"reward": reward, "terminated": terminated, "truncated": truncated}
+        return obs, 0.0, False, False, info
+
+    def close(self) -> None:
+        self.envs.close()
 
 
 def collect_vector(
@@ -143,9 +244,12 @@ def collect_vector(
     obs, _ = envs.reset(seed=[seed + i for i in range(n)])
     states = np.empty((steps * n, *obs["state"].shape[1:]), np.float32)
     images = np.empty((steps * n, *obs["image"].shape[1:]), np.uint8)
+    overlap = isinstance(envs, PackedVectorEnv)  # store a batch while the next one is drawn
     for t in range(steps):
+        if overlap:
+            envs.step_async(act(obs))
         states[t * n : (t + 1) * n], images[t * n : (t + 1) * n] = obs["state"], obs["image"]
-        obs, *_ = envs.step(act(obs))
+        obs, *_ = envs.step_wait() if overlap else envs.step(act(obs))
         if progress is not None:
             progress(n)
     return PairedData(states[:n_frames], images[:n_frames])

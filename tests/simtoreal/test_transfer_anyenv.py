@@ -23,7 +23,13 @@ from simtoreal.transfer.adapter_io import load_adapter
 from simtoreal.transfer.augment import appearance
 from simtoreal.transfer.config import TransferConfig
 from simtoreal.transfer.frame_domains import FRAME_DOMAINS, apply_frame_domain
-from simtoreal.transfer.gym_data import PairedEnvMaker, collect_vector, random_actions, vector_env
+from simtoreal.transfer.gym_data import (
+    PackedVectorEnv,
+    PairedEnvMaker,
+    collect_vector,
+    random_actions,
+    vector_env,
+)
 from simtoreal.transfer.gym_pipeline import recovered
 from simtoreal.transfer.heads import teacher_head
 from simtoreal.transfer.pipeline import load_student, run_transfer
@@ -147,6 +153,44 @@ def test_collection_in_subprocesses_pairs_states_with_their_frames():
     single.close()
     np.testing.assert_array_equal(data.states, again.states)
     np.testing.assert_array_equal(data.images, again.images)
+
+
+def test_packed_processes_step_like_one_vector_env():
+    """Four envs in two processes, two each: the same observations, rewards and episode ends, in
+    the same order, as four envs in this process, across resets."""
+    maker = PairedEnvMaker(EnvMaker("CartPole-v1"), "randomized", frame_stack=2, image_size=24)
+    packed, single = vector_env(maker, 4, workers=2), vector_env(maker, 4, processes=False)
+    assert isinstance(packed, PackedVectorEnv) and (packed.procs, packed.num_envs) == (2, 4)
+    assert packed.single_action_space == single.single_action_space
+    assert packed.single_observation_space == single.single_observation_space
+    try:
+        seeds = [11, 5, 8, 2]
+        (a, _), (b, _) = packed.reset(seed=seeds), single.reset(seed=seeds)
+        actions, ends = np.random.default_rng(0), 0
+        for _ in range(40):
+            act = actions.integers(0, 2, 4)
+            (a, *ra), (b, *rb, _) = packed.step(act)[:4], single.step(act)
+            for key in ("state", "image"):
+                np.testing.assert_array_equal(a[key], b[key])
+            for x, y in zip(ra, rb, strict=True):
+                np.testing.assert_array_equal(x, y)
+            ends += int(rb[1].sum() + rb[2].sum())
+        assert ends > 0  # random CartPole episodes end within 40 steps
+    finally:
+        packed.close()
+        single.close()
+
+
+def test_vector_env_shares_envs_evenly_among_processes():
+    maker = PairedEnvMaker(EnvMaker("CartPole-v1"), "sim", image_size=16)
+    for n_envs, workers, procs in ((6, 4, 3), (4, 8, 4)):
+        envs = vector_env(maker, n_envs, workers=workers)
+        assert (envs.procs, envs.num_envs) == (procs, n_envs)
+        envs.close()
+    for n_envs, workers in ((5, 2), (3, 1)):  # no even share: in this process
+        envs = vector_env(maker, n_envs, workers=workers)
+        assert not isinstance(envs, PackedVectorEnv)
+        envs.close()
 
 
 def test_evaluation_in_subprocesses_matches_in_process():
