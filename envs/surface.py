@@ -69,15 +69,16 @@ class SurfaceFrames:
         if pygame is None or not isinstance(getattr(env, "screen", None), pygame.Surface):
             return None
         mode = env.render_mode
-        env.render_mode = _DRAW_ONLY
         try:
+            env.render_mode = _DRAW_ONLY
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. a warning about the unknown mode
                 returned = env.render()
-        except Exception:  # an env that refuses the mode: keep its own render()
+        except Exception:  # a read-only mode, or an env that refuses it: keep its render()
             return None
         finally:
-            env.render_mode = mode
+            if env.render_mode != mode:
+                env.render_mode = mode
         if returned is not None:
             return None
         return surface_rgb(env.screen, window)

@@ -111,3 +111,25 @@ def test_surface_rgb_reads_every_layout_with_a_window(depth):
     np.testing.assert_array_equal(surface_rgb(surface), image)
     window = lambda h, w: (slice(3, 27, 2), slice(5, 45, 3))  # noqa: E731
     np.testing.assert_array_equal(surface_rgb(surface, window), image[3:27:2, 5:45:3])
+
+
+class _FixedMode(_Mismatch):
+    """An env whose render_mode cannot be set."""
+
+    def __init__(self):
+        self.screen, self.t = pygame.Surface((20, 10)), 0
+
+    @property
+    def render_mode(self):
+        return "rgb_array"
+
+    def render(self):
+        self.screen.fill((1, 2, 3))
+        return pygame.surfarray.array3d(self.screen).transpose(1, 0, 2)
+
+
+def test_an_env_whose_render_mode_is_fixed_uses_render():
+    env = _FixedMode()
+    frames = SurfaceFrames(env)
+    np.testing.assert_array_equal(frames.render(), env.render())
+    assert frames.fast is False

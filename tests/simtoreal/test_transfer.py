@@ -45,6 +45,7 @@ def test_tiny_transfer_recovers_teacher_success_on_sim_images(teacher_dir, tmp_p
         eval_episodes=EVAL_EPISODES,
         severities=(0.0,),
         severity=0.0,
+        robustness_episodes=0,  # checked in test_transfer_reliability.py
     )
     summary = run_transfer(cfg)
     teacher_success = summary["teacher"]["success_rate"]
@@ -106,6 +107,7 @@ def test_dagger_share_collects_on_policy_frames(teacher_dir, tmp_path, monkeypat
         eval_episodes=20,
         severities=(0.5,),
         gif_episodes=0,
+        robustness_episodes=0,  # checked in test_transfer_reliability.py
     )
     summary = run_transfer(cfg)
     monkeypatch.undo()
@@ -218,6 +220,7 @@ def test_finetune_and_baseline_stages_report_what_they_measured(teacher_dir, tmp
         finetune_steps=256,
         baseline=True,
         baseline_max_frames=2_048,
+        robustness_episodes=0,  # checked in test_transfer_reliability.py
     )
     summary = run_transfer(cfg)
     tuned = summary["finetune"]
