@@ -59,7 +59,9 @@ class TransferConfig:
     train_domain: str = "randomized"
     """Visual domain the adapter trains on. The 'real' domain is held out unless named here."""
     num_envs: int = 256
-    """Parallel envs for data collection."""
+    """Parallel envs for data collection. Third-party envs are shared evenly among up to one
+    process per usable core (6 envs on 4 cores: 3 processes of 2; 5 on 2: this process alone),
+    so a multiple of the core count uses every core."""
     frame_stack: int = 1
     """Frames stacked in the adapter's input (the grid world is fully visible in one frame)."""
     frame_size: tuple[int, int] = (64, 64)
