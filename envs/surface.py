@@ -6,9 +6,10 @@ three bytes out of every four, about 0.6 ms for CartPole's 600x400 frame, some 8
 a frame (drawing is about 0.15 ms). :class:`SurfaceFrames` lets the env draw, then reads the same
 pixels from its surface with one colour conversion (about 15 us).
 
-It only ever returns what ``env.render()`` would: the first frame is rendered both ways and the
-fast read is kept only when the two are identical; any env that does not draw on a pygame surface
-named ``screen``, returns a frame from ``render()`` in other modes, or differs in one pixel, is
+It only ever returns what ``env.render()`` would: the first frame is rendered both ways (the
+surface overwritten in between, so an env must really draw it again) and the fast read is kept
+only when the two are identical; any env that does not draw on a pygame surface named
+``screen``, returns a frame from ``render()`` in other modes, or differs in one pixel, is
 rendered with ``env.render()`` for good.
 """
 
@@ -55,12 +56,28 @@ class SurfaceFrames:
             self.fast = False
         frame = rgb_frame(self.env.render())
         if self.fast is None:
-            direct = self._read()
-            self.fast = direct is not None and direct.shape == frame.shape
-            self.fast = self.fast and np.array_equal(direct, frame)
+            self.fast = self._reads_the_same(frame)
         if window is not None:
             frame = frame[window(*frame.shape[:2])]
         return np.ascontiguousarray(frame, dtype=np.uint8)
+
+    def _reads_the_same(self, frame: np.ndarray) -> bool:
+        """Whether the env, drawing for a direct read, puts exactly ``frame`` on its surface.
+
+        The surface is overwritten first, so an env that does not redraw all of it in that mode
+        fails the check instead of passing with the frame ``env.render()`` left there; it then
+        gets its surface back as it was."""
+        pygame = sys.modules.get("pygame")
+        screen = getattr(self.env.unwrapped, "screen", None)
+        if pygame is None or not isinstance(screen, pygame.Surface):
+            return False
+        before = screen.copy()
+        screen.fill((255, 0, 255))
+        direct = self._read()
+        same = direct is not None and direct.shape == frame.shape and np.array_equal(direct, frame)
+        if not same:
+            screen.blit(before, (0, 0))
+        return same
 
     def _read(self, window: Window | None = None) -> np.ndarray | None:
         """The frame drawn now, read from the env's surface; None where that is not possible."""

@@ -133,3 +133,25 @@ def test_an_env_whose_render_mode_is_fixed_uses_render():
     frames = SurfaceFrames(env)
     np.testing.assert_array_equal(frames.render(), env.render())
     assert frames.fast is False
+
+
+class _DrawsOnlyForRgbArray(_Mismatch):
+    """Draws each step's colour on its surface in ``rgb_array`` mode only, and only the part
+    that changed: in any other mode a direct read would show a stale frame."""
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        self.screen.fill((10 * self.t % 255, 0, 0), (0, 0, 10, 10))  # the left half only
+        return pygame.surfarray.array3d(self.screen).transpose(1, 0, 2)
+
+
+def test_an_env_that_does_not_redraw_for_a_direct_read_uses_render():
+    env, reference = _DrawsOnlyForRgbArray(), _DrawsOnlyForRgbArray()
+    frames = SurfaceFrames(env)
+    env.reset(seed=0)
+    for _ in range(4):
+        np.testing.assert_array_equal(frames.render(), reference.render())
+        env.step(0)
+        reference.step(0)
+    assert frames.fast is False
