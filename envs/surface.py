@@ -1,10 +1,12 @@
 """Frames read straight from the pygame surface a Gymnasium env draws on.
 
-Gymnasium's pygame-drawn envs (classic control, Box2D) end ``render()`` in ``rgb_array`` mode with
+Gymnasium's classic-control envs (CartPole, Acrobot, MountainCar) draw on a pygame surface named
+``screen`` and end ``render()`` in ``rgb_array`` mode with
 ``np.transpose(np.array(pygame.surfarray.pixels3d(screen)), (1, 0, 2))``: a strided gather of
-three bytes out of every four, about 0.6 ms for CartPole's 600x400 frame, some 80% of the cost of
-a frame (drawing is about 0.15 ms). :class:`SurfaceFrames` lets the env draw, then reads the same
-pixels from its surface with one colour conversion (about 15 us).
+three bytes out of every four, about 0.6 ms for CartPole's 600x400 frame, some 80% of the cost
+of a frame (drawing is about 0.15 ms). :class:`SurfaceFrames` lets the env draw, then reads the
+same pixels from its surface with one colour conversion (about 15 us). Envs that draw elsewhere
+(Box2D's draw on ``surf``, MiniGrid and the toy-text envs otherwise) keep ``env.render()``.
 
 It only ever returns what ``env.render()`` would: the first frame is rendered both ways (the
 surface overwritten in between, so an env must really draw it again) and the fast read is kept

@@ -6,9 +6,10 @@ made with ``render_mode="rgb_array"`` and wrapped in :class:`DomainPairedView`, 
 :class:`~simtoreal.envs.paired.PairedViewWrapper` whose ``"state"`` is exactly what the teacher
 sees (its state function and state stack included) and whose ``"image"`` is the last
 ``frame_stack`` rendered frames (64x64 unless the run's camera says otherwise), each drawn in a
-visual domain (:mod:`simtoreal.transfer.frame_domains`). Rendering is CPU-bound (about 1-2 ms
-a frame, most of it the env's own drawing), so :func:`collect_vector` steps the envs in
-subprocesses (``gymnasium.vector.AsyncVectorEnv``).
+visual domain (:mod:`simtoreal.transfer.frame_domains`). Rendering is CPU-bound (0.3-2 ms a
+frame, most of it the env's own drawing; frames of pygame-drawn envs are read straight from the
+env's surface, :mod:`simtoreal.envs.surface`), so :func:`collect_vector` steps the envs in
+subprocesses, several to a process (:class:`PackedVectorEnv`).
 
 Training frames are collected in the ``sim`` domain and stored (``PairedData(states, images)``);
 the ``randomized`` appearance is drawn afresh for every training batch, like the grid world's
@@ -127,13 +128,14 @@ def vector_env(
     cores; see :class:`PackedVectorEnv`) when ``processes``, else in this one."""
     workers = usable_cores() if workers is None else workers
     # the most processes, up to `workers`, that share the envs evenly
-    procs = max(d for d in range(1, min(workers, n_envs) + 1) if n_envs % d == 0)
+    procs = max((d for d in range(1, min(workers, n_envs) + 1) if n_envs % d == 0), default=1)
     if processes and procs > 1:
         return PackedVectorEnv(maker, n_envs, procs)
     return SyncVectorEnv([maker] * n_envs)
 
 
 def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -226,7 +228,7 @@ class _EnvPack(gym.Env):
 
 
 def collect_vector(
-    envs: gym.vector.VectorEnv,
+    envs: PackedVectorEnv | gym.vector.VectorEnv,
     n_frames: int,
     act: Callable[[dict], np.ndarray],
     seed: int,
