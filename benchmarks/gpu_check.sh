@@ -7,7 +7,7 @@
 # 2. bench_cuda.py: an adapter-training step on the CPU and the GPU, and the vision stack's
 #    throughput beside a plain torch loop (cuda.{md,json,png});
 # 3. the vision stack's default training run on cuda in bf16 (vision_summary.json);
-# 4. bench_collect.py: paired-data collection with 1, 4 and 16 subprocess envs (collect.*).
+# 4. bench_collect.py: paired-data collection, 64 envs in 1, 4 and 16 processes (collect.*).
 # The most telling step runs first, so a run cut short keeps it.
 #
 # simtoreal must be importable as installed (pip install -e . or a wheel on PYTHONPATH). Module
@@ -38,6 +38,6 @@ step tests python3 -m pytest -q -p no:cacheprovider --rootdir "$REPO" \
 step vision python3 -m simtoreal.train vision --device cuda --precision bf16 \
     --run-dir /tmp/vision-cuda --no-progress-bar
 cp /tmp/vision-cuda/summary.json "$OUT/vision_summary.json" 2>/dev/null
-step collect python3 "$REPO/benchmarks/bench_collect.py" --workers 1 4 16 --frames 6000 \
+step collect python3 "$REPO/benchmarks/bench_collect.py" --procs 1 4 16 --envs-per-run 64 --frames 12000 \
     --out "$OUT"
 exit "$status"
