@@ -203,6 +203,8 @@ def make_base_env(env_id: str, env_kwargs: dict | None = None, render_mode: str 
         raise ConfigError(
             f"{spec.id} does not take env kwargs {env_kwargs} ({err}): check --env-kwargs."
         ) from err
+    except gym.error.DependencyNotInstalled as err:  # its message names the install command
+        raise ConfigError(f"{spec.id} needs a package that is not installed: {err}") from err
     own_limit = isinstance(getattr(env.unwrapped, "max_steps", None), int)
     if spec.max_episode_steps is None and "max_episode_steps" not in kwargs and not own_limit:
         if spec.id not in _CAPPED and multiprocessing.parent_process() is None:

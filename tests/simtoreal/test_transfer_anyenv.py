@@ -17,6 +17,7 @@ from simtoreal.agents.evaluate import evaluate_env
 from simtoreal.agents.factory import load_teacher
 from simtoreal.envs.state_fns import EnvMaker
 from simtoreal.errors import ConfigError, SimToRealError
+from simtoreal.train import main as train_main
 from simtoreal.train.gym import GymTrainConfig, train
 from simtoreal.transfer.__main__ import main as transfer_main
 from simtoreal.transfer.adapter_io import load_adapter
@@ -422,6 +423,27 @@ def test_an_env_that_cannot_render_is_refused(tmp_path):
 
 def test_an_unregistered_env_id_is_refused(tmp_path):
     _refused(tmp_path, _fake_teacher(tmp_path, env_id="CartPol-v1"), "did you mean CartPole-v1")
+
+
+def _needs_a_missing_package(**kwargs):
+    raise gym.error.DependencyNotInstalled(
+        'Box2D is not installed, you can install it by run `pip install "gymnasium[box2d]"`'
+    )
+
+
+def test_an_env_whose_package_is_missing_is_refused_with_the_install_command(tmp_path, capsys):
+    """Train and transfer alike: a clear error naming the install, and no run directory."""
+    env_id = "simtoreal_test/NeedsBox2D-v0"
+    gym.register(env_id, entry_point=_needs_a_missing_package)
+    try:
+        _refused(tmp_path, _fake_teacher(tmp_path, env_id=env_id), "not installed.*pip install")
+        with pytest.raises(SystemExit) as exit_info:
+            train_main(["gym", "--env-id", env_id, "--run-dir", str(tmp_path / "new")])
+        assert exit_info.value.code == 2
+        assert "needs a package that is not installed" in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()
+    finally:
+        gym.registry.pop(env_id)
 
 
 def test_an_unflattenable_observation_without_state_fn_is_refused(tmp_path):
