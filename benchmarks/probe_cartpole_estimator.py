@@ -110,14 +110,16 @@ def collect(args, cfg, tcfg, distiller) -> None:
     source = gp.GymSource(distiller, tcfg, cfg)
     data = source.offline(args.frames, lambda n: None)
     source.close()
-    np.savez(args.work / "train.npz", states=data.states, images=data.images)
+    np.savez(args.work / "train.npz", states=data.states, images=data.frames(slice(None)))
     for domain in DOMAINS:
         envs = vector_env(gp.camera(cfg, tcfg.env_maker(), domain), 4)
         held = collect_vector(
             envs, args.held_out, lambda o: distiller.teacher_act(o["state"]), 10_000
         )
         envs.close()
-        np.savez(args.work / f"held_{domain}.npz", states=held.states, images=held.images)
+        np.savez(
+            args.work / f"held_{domain}.npz", states=held.states, images=held.frames(slice(None))
+        )
 
 
 def main() -> None:

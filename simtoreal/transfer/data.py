@@ -16,6 +16,9 @@ every epoch can see the same states under new randomisation. ``draw=0`` is the f
 observed at collection time, bit for bit.
 
 Frame stacks (``frame_stack > 1``) and envs that cannot re-render keep their frames in memory.
+A stack of k frames shares k-1 of them with the pair before it, so the stacks that
+:func:`~simtoreal.transfer.gym_data.collect_vector` gathers are kept as single frames plus, per
+pair, the indices of its k frames (``stack_index``): a third of the memory for a stack of 3.
 """
 
 from __future__ import annotations
@@ -67,17 +70,26 @@ class PairedData:
     states: np.ndarray
     """The teacher's observations. Shape: (M, state_dim), float32."""
     images: np.ndarray | None = None
-    """Stored frames. Shape: (M, H, W, C), uint8; None when rendered on demand."""
+    """Stored frames. Shape: (M, H, W, C), uint8; None when rendered on demand. With
+    ``stack_index``: the single frames the stacks are made of, (F, H, W, c)."""
     worlds: WorldState | None = None
     """World states with M rows, rendered on demand by ``renderer``."""
     renderer: Renderer | None = None
+    stack_index: np.ndarray | None = None
+    """Pair i's frames are ``images[stack_index[i]]``, oldest first, stacked along the channels
+    (C = k * c). Shape: (M, k), integer."""
 
     def __post_init__(self) -> None:
         if (self.images is None) == (self.worlds is None):
             raise DataError("paired data holds either stored images or world states to render.")
         if self.worlds is not None and self.renderer is None:
             raise DataError("world states need the renderer that draws them.")
-        n = len(self.images) if self.images is not None else self.worlds.num_envs
+        if self.stack_index is not None and self.images is None:
+            raise DataError("a stack index points into stored images.")
+        if self.stack_index is not None:
+            n = len(self.stack_index)
+        else:
+            n = len(self.images) if self.images is not None else self.worlds.num_envs
         if len(self.states) != n:
             raise DataError(f"{len(self.states)} states but {n} frames: pairs must align.")
 
@@ -92,6 +104,8 @@ class PairedData:
     def frames(self, idx: np.ndarray | slice, draw: int = 0) -> np.ndarray:
         """Frames of pairs ``idx``; ``draw > 0`` redraws their appearance (rendered data only).
         Shape: (len(idx), H, W, C), uint8."""
+        if self.stack_index is not None:
+            return stack_frames(self.images, self.stack_index[idx])
         if self.images is not None:
             return self.images[idx]
         if isinstance(idx, slice):
@@ -103,6 +117,11 @@ class PairedData:
         if self.renders and other.renders and self.renderer is other.renderer:
             return PairedData(states, worlds=concat_rows([self.worlds, other.worlds]),
                               renderer=self.renderer)  # fmt: skip
+        if self.stack_index is not None and other.stack_index is not None:
+            index = np.concatenate([self.stack_index, other.stack_index + len(self.images)])
+            return PairedData(
+                states, np.concatenate([self.images, other.images]), stack_index=index
+            )
         return PairedData(
             states, np.concatenate([self.frames(slice(None)), other.frames(slice(None))])
         )
@@ -110,15 +129,21 @@ class PairedData:
     @property
     def nbytes(self) -> int:
         """Memory held by the pairs."""
-        held = [self.states, self.images] if self.images is not None else [
+        held = [self.states, self.images, self.stack_index] if self.images is not None else [
             self.states, *(getattr(self.worlds, f.name) for f in fields(WorldState))]  # fmt: skip
-        return int(sum(a.nbytes for a in held))
+        return int(sum(a.nbytes for a in held if a is not None))
 
     def check_nonempty(self) -> None:
         if len(self) == 0:
             raise DataError(
                 "the paired dataset is empty: give a frame budget of at least one batch."
             )
+
+
+def stack_frames(frames: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Row i: ``frames[index[i]]`` along the channels, in the order ``index[i]`` gives.
+    Shapes: frames (F, H, W, c), index (M, k), result (M, H, W, k * c)."""
+    return np.concatenate([frames[index[:, j]] for j in range(index.shape[1])], axis=-1)
 
 
 def paired_batch(

@@ -11,7 +11,7 @@ frame, most of it the env's own drawing; frames of pygame-drawn envs are read st
 env's surface, :mod:`simtoreal.envs.surface`), so :func:`collect_vector` steps the envs in
 subprocesses, several to a process (:class:`PackedVectorEnv`).
 
-Training frames are collected in the ``sim`` domain and stored (``PairedData(states, images)``);
+Training frames are collected in the ``sim`` domain and stored (``PairedData``, each frame once);
 the ``randomized`` appearance is drawn afresh for every training batch, like the grid world's
 re-rendered frames.
 """
@@ -30,8 +30,8 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
 from simtoreal.envs.paired import PairedViewWrapper
 from simtoreal.envs.state_fns import EnvMaker
-from simtoreal.errors import ConfigError
-from simtoreal.transfer.data import PairedData
+from simtoreal.errors import ConfigError, IncompatibleError
+from simtoreal.transfer.data import PairedData, stack_frames
 from simtoreal.transfer.frame_domains import apply_frame_domain, check_frame_domain
 
 
@@ -238,23 +238,40 @@ def collect_vector(
 
     ``act`` gets the batch's paired observation dict ``{"state", "image"}``. Envs reset with seeds
     ``seed .. seed + n - 1`` and then reset themselves (the next step after an episode's end
-    starts the next episode, Gymnasium's default). Shapes: states (n_frames, state_dim),
-    images (n_frames, H, W, 3k).
+    starts the next episode, Gymnasium's default). Each step's newest frame is stored once and
+    a pair's stack of k frames as their indices (``PairedData.stack_index``); every stack is
+    checked against the observation it came from. Shapes: states (n_frames, state_dim),
+    ``frames(...)`` (n_frames, H, W, 3k).
     """
     n = envs.num_envs
     steps = -(-n_frames // n)
     obs, _ = envs.reset(seed=[seed + i for i in range(n)])
+    height, width, channels = obs["image"].shape[1:]
+    k = channels // 3
     states = np.empty((steps * n, *obs["state"].shape[1:]), np.float32)
-    images = np.empty((steps * n, *obs["image"].shape[1:]), np.uint8)
+    frames = np.empty((steps * n, height, width, 3), np.uint8)
+    index = np.empty((steps * n, k), np.int64)
+    stacks = np.zeros((n, k), np.int64)  # each env's current stack, as rows of `frames`
+    starts = np.ones(n, bool)  # whose observation begins an episode (its stack: k copies)
+    ended = np.zeros(n, bool)  # whose observation ends one: the next is a reset's (autoreset)
     overlap = isinstance(envs, PackedVectorEnv)  # store a batch while the next one is drawn
     for t in range(steps):
         if overlap:
             envs.step_async(act(obs))
-        states[t * n : (t + 1) * n], images[t * n : (t + 1) * n] = obs["state"], obs["image"]
-        obs, *_ = envs.step_wait() if overlap else envs.step(act(obs))
+        rows = np.arange(t * n, (t + 1) * n)
+        states[rows], frames[rows] = obs["state"], obs["image"][..., -3:]
+        stacks = np.where(starts[:, None], rows[:, None], np.column_stack([stacks[:, 1:], rows]))
+        index[rows] = stacks
+        if not np.array_equal(stack_frames(frames, stacks), obs["image"]):
+            raise IncompatibleError(
+                "an observation's frames are not the env's last frames, oldest first, with a "
+                "reset filling the stack: collect through PairedViewWrapper's frame_stack."
+            )
+        obs, _, terminated, truncated, _ = envs.step_wait() if overlap else envs.step(act(obs))
+        starts, ended = ended, np.asarray(terminated) | np.asarray(truncated)
         if progress is not None:
             progress(n)
-    return PairedData(states[:n_frames], images[:n_frames])
+    return PairedData(states[:n_frames], frames[:n_frames], stack_index=index[:n_frames])
 
 
 def random_actions(space: gym.Space, seed: int) -> Callable[[dict], np.ndarray]:

@@ -147,13 +147,38 @@ def test_collection_in_subprocesses_pairs_states_with_their_frames():
     envs = vector_env(maker, 2)
     data = collect_vector(envs, 50, random_actions(envs.single_action_space, 0), seed=3)
     envs.close()
-    assert data.states.shape == (50, 4) and data.images.shape == (50, 64, 64, 6)
+    assert data.states.shape == (50, 4) and data.frames(slice(None)).shape == (50, 64, 64, 6)
     # the same seeds in this process give the same pairs
     single = vector_env(maker, 2, processes=False)
     again = collect_vector(single, 50, random_actions(single.single_action_space, 0), seed=3)
     single.close()
     np.testing.assert_array_equal(data.states, again.states)
-    np.testing.assert_array_equal(data.images, again.images)
+    np.testing.assert_array_equal(data.frames(slice(None)), again.frames(slice(None)))
+
+
+def test_collected_stacks_are_the_observed_stacks_with_each_frame_stored_once():
+    """Each frame is stored once, and every pair's stack is exactly the observation the env gave
+    (recorded here by stepping the same envs by hand), across episode ends and resets."""
+    maker = PairedEnvMaker(EnvMaker("CartPole-v1"), "randomized", frame_stack=3, image_size=16)
+    envs = vector_env(maker, 3, processes=False)
+    data = collect_vector(envs, 120, random_actions(envs.single_action_space, 0), seed=4)
+    envs.close()
+    by_hand = vector_env(maker, 3, processes=False)
+    act = random_actions(by_hand.single_action_space, 0)
+    obs, _ = by_hand.reset(seed=[4, 5, 6])
+    seen, ends = [], 0
+    for _ in range(40):
+        seen.append(obs["image"])
+        obs, _, terminated, truncated, _ = by_hand.step(act(obs))
+        ends += int(terminated.sum() + truncated.sum())
+    by_hand.close()
+    assert ends > 0  # random CartPole episodes end within 40 steps
+    np.testing.assert_array_equal(data.frames(slice(None)), np.concatenate(seen))
+    np.testing.assert_array_equal(data.frames(np.array([7, 2])), np.concatenate(seen)[[7, 2]])
+    assert data.images.shape == (120, 16, 16, 3)  # one frame a pair, not three
+    both = data.concat(data)
+    np.testing.assert_array_equal(both.frames(slice(120, None)), data.frames(slice(None)))
+    assert both.nbytes == 2 * data.nbytes
 
 
 def test_packed_processes_step_like_one_vector_env():
