@@ -23,6 +23,7 @@ from simtoreal.transfer.__main__ import main as transfer_main
 from simtoreal.transfer.adapter_io import load_adapter
 from simtoreal.transfer.augment import appearance
 from simtoreal.transfer.config import TransferConfig
+from simtoreal.transfer.data import stack_frames
 from simtoreal.transfer.frame_domains import FRAME_DOMAINS, apply_frame_domain
 from simtoreal.transfer.gym_data import (
     PackedVectorEnv,
@@ -179,6 +180,20 @@ def test_collected_stacks_are_the_observed_stacks_with_each_frame_stored_once():
     both = data.concat(data)
     np.testing.assert_array_equal(both.frames(slice(120, None)), data.frames(slice(None)))
     assert both.nbytes == 2 * data.nbytes
+
+
+@pytest.mark.parametrize(("channels", "k"), [(3, 3), (1, 2), (3, 1), (4, 5)])
+def test_stack_frames_puts_each_indexed_frame_on_the_channels_in_order(channels, k):
+    gen = np.random.default_rng(channels * 10 + k)
+    frames = gen.integers(0, 256, (50, 7, 9, channels), np.uint8)
+    index = gen.integers(0, 50, (11, k))
+    stacked = stack_frames(frames, index)
+    assert stacked.shape == (11, 7, 9, k * channels)
+    for i in range(11):
+        for j in range(k):
+            np.testing.assert_array_equal(
+                stacked[i, ..., j * channels : (j + 1) * channels], frames[index[i, j]]
+            )
 
 
 def test_packed_processes_step_like_one_vector_env():
