@@ -240,8 +240,8 @@ def collect_vector(
     ``seed .. seed + n - 1`` and then reset themselves (the next step after an episode's end
     starts the next episode, Gymnasium's default). Each step's newest frame is stored once and
     a pair's stack of k frames as their indices (``PairedData.stack_index``); every stack's
-    oldest frame is checked against the observation it came from. Shapes: states (n_frames, state_dim),
-    ``frames(...)`` (n_frames, H, W, 3k).
+    oldest frame is checked against the observation it came from. Shapes: states
+    (n_frames, state_dim), ``frames(...)`` (n_frames, H, W, 3k).
     """
     n = envs.num_envs
     steps = -(-n_frames // n)
