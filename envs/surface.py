@@ -69,9 +69,8 @@ class SurfaceFrames:
         The surface is overwritten first, so an env that does not redraw all of it in that mode
         fails the check instead of passing with the frame ``env.render()`` left there; it then
         gets its surface back as it was."""
-        pygame = sys.modules.get("pygame")
-        screen = getattr(self.env.unwrapped, "screen", None)
-        if pygame is None or not isinstance(screen, pygame.Surface):
+        screen = self._screen()
+        if screen is None:
             return False
         before = screen.copy()
         screen.fill((255, 0, 255))
@@ -81,12 +80,17 @@ class SurfaceFrames:
             screen.blit(before, (0, 0))
         return same
 
+    def _screen(self):
+        """The pygame surface the env draws on (its ``screen``), or None."""
+        pygame = sys.modules.get("pygame")  # an env that draws with pygame has imported it
+        screen = getattr(self.env.unwrapped, "screen", None)
+        return screen if pygame is not None and isinstance(screen, pygame.Surface) else None
+
     def _read(self, window: Window | None = None) -> np.ndarray | None:
         """The frame drawn now, read from the env's surface; None where that is not possible."""
-        pygame = sys.modules.get("pygame")
-        env = self.env.unwrapped
-        if pygame is None or not isinstance(getattr(env, "screen", None), pygame.Surface):
+        if self._screen() is None:
             return None
+        env = self.env.unwrapped
         mode = env.render_mode
         try:
             env.render_mode = _DRAW_ONLY
